@@ -1,0 +1,157 @@
+"""The job model: states, the legal moves between them, and the job records. Pure: no I/O."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life; see ../shared/API.md for the diagram."""
+
+    #: accepted and due; the next free worker claims it
+    WAITING = "waiting"
+    #: due later: retry backoff, or a `delay_s` at submit
+    DELAYED = "delayed"
+    #: a worker holds its lease and runs it
+    ACTIVE = "active"
+    #: finished with every output
+    COMPLETED = "completed"
+    #: finished, but some outputs or pages failed
+    PARTIAL = "partial"
+    #: every attempt used, or a failure not worth retrying; `error.code` says why
+    FAILED = "failed"
+    #: cancelled by its owner
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL: frozenset[JobState] = frozenset(
+    {JobState.COMPLETED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED}
+)
+
+#: Every legal move. The store guards each change with `WHERE status IN (legal sources)`.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.WAITING: frozenset({JobState.ACTIVE, JobState.CANCELLED}),
+    JobState.DELAYED: frozenset({JobState.WAITING, JobState.CANCELLED}),
+    # active → waiting: a lease expired (dead worker) or a graceful shutdown handed the job back
+    JobState.ACTIVE: frozenset(
+        {
+            JobState.COMPLETED,
+            JobState.PARTIAL,
+            JobState.FAILED,
+            JobState.DELAYED,
+            JobState.CANCELLED,
+            JobState.WAITING,
+        }
+    ),
+    JobState.COMPLETED: frozenset(),
+    JobState.PARTIAL: frozenset(),
+    # a failed or cancelled job may be retried by its owner
+    JobState.FAILED: frozenset({JobState.WAITING}),
+    JobState.CANCELLED: frozenset({JobState.WAITING}),
+}
+
+
+def can_move(source: JobState, target: JobState) -> bool:
+    """Whether `source → target` is a legal transition."""
+    return target in TRANSITIONS[source]
+
+
+def sources_of(target: JobState) -> frozenset[JobState]:
+    """The states from which `target` may be reached."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def new_job_id() -> str:
+    """An unguessable id: 128 random bits."""
+    return "job_" + secrets.token_hex(16)
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, jitter: float) -> float:
+    """Delay before retry number `attempt` (1-based): exponential, capped, with `jitter` ∈ [0, 1)
+    spreading it so that jobs failing together do not all return together."""
+    delay = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
+    return delay * (0.5 + jitter / 2)
+
+
+def iso_ms(epoch_ms: int | None) -> str | None:
+    """Epoch milliseconds → `2026-11-22T10:00:00.123Z`."""
+    if epoch_ms is None:
+        return None
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a client asked for: a job before it has an id. Already validated."""
+
+    kind: str
+    input: dict[str, Any]
+    owner: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_attempts: int = 3
+    timeout_s: float = 60.0
+    delay_s: float = 0.0
+    webhook: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass
+class Job:
+    """A job as stored. Times are epoch milliseconds."""
+
+    id: str
+    kind: str
+    status: JobState
+    input: dict[str, Any]
+    owner: str
+    meta: dict[str, Any]
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    created_at: int
+    updated_at: int
+    run_at: int
+    started_at: int | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    lease_until: int | None = None
+    progress: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    webhook: dict[str, Any] | None = None
+    recoveries: int = 0
+    result_available: bool = False
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass
+class Attempt:
+    """One run of a job, kept for the record (the dashboard's timeline)."""
+
+    number: int
+    started_at: int
+    ended_at: int | None
+    outcome: str | None
+    error: dict[str, Any] | None
+
+
+@dataclass
+class JobResult:
+    """What a finished attempt produced: `outputs` by name, and `stats` about the run."""
+
+    status: JobState
+    outputs: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)

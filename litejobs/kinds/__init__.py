@@ -1,0 +1,77 @@
+"""Job kinds: each module names a kind, parses its input, and runs it against a KindContext.
+
+A kind is `Kind(name, parse, run)`: `parse(raw_input) -> params` raises ValidationFailed (a 422 at
+submit, never a failed job); `run(params, ctx) -> JobResult` raises JobError subclasses on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from litejobs.errors import UnsupportedKind
+from litejobs.jobs import JobResult
+
+if TYPE_CHECKING:
+    from litejobs.config import Config
+    from litejobs.fetcher import Fetcher
+
+
+class KindContext(Protocol):
+    """What a running job may use: resources and a way to report back. Built by the worker."""
+
+    job_id: str
+    attempt: int
+    config: Config
+    fetcher: Fetcher
+    #: the browser pool (litejobs.browser.BrowserPool) or None when the server has none
+    browser: Any
+
+    async def report_progress(self, message: str, progress: float | None = None) -> None:
+        """Record `{message, progress}` on the job (progress in [0, 1])."""
+
+    async def save_file(self, name: str, data: bytes, content_type: str) -> str:
+        """Store an artefact of this job; returns its URL path (/v1/files/{job_id}/{name})."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    parse: Callable[[Mapping[str, Any]], Any]
+    run: Callable[[Any, KindContext], Awaitable[JobResult]]
+    #: whether POST /v1/scrape may run this kind inline
+    sync_allowed: bool = True
+
+
+class KindRegistry:
+    """The kinds a server runs: built-ins plus plugins, by name."""
+
+    def __init__(self, kinds: list[Kind]) -> None:
+        self._kinds = {kind.name: kind for kind in kinds}
+
+    def get(self, name: str) -> Kind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            known = ", ".join(sorted(self._kinds))
+            raise UnsupportedKind(f"unknown job kind {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
+
+    def add(self, kind: Kind) -> None:
+        self._kinds[kind.name] = kind
+
+
+def builtin_kinds() -> list[Kind]:
+    from litejobs.kinds import fetch
+
+    kinds = [fetch.KIND, fetch.RENDER_KIND]
+    for module_name in ("interact", "crawl", "map"):
+        try:
+            module = __import__(f"litejobs.kinds.{module_name}", fromlist=["KIND"])
+        except ModuleNotFoundError:
+            continue
+        kinds.append(module.KIND)
+    return kinds
