@@ -153,7 +153,7 @@ def _coerce(where: str, expected: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)][0]
+        inner = next(a for a in args if a is not type(None))
         return _coerce(where, inner, value)
     if origin is tuple:
         if isinstance(value, str):

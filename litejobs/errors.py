@@ -1,39 +1,39 @@
 """The exception tree of litejobs; each docstring is that error's default message.
 
-    LitejobsError
-    ├── ConfigError                    bad or unknown configuration (stops the server at start)
-    ├── ApiError                       answered to an HTTP client; api/errors.py maps class → status
-    │   ├── InvalidJson                400
-    │   ├── Unauthorized               401
-    │   ├── Forbidden                  403
-    │   ├── NotFound                   404
-    │   ├── IdempotencyConflict        409
-    │   ├── JobFinished                409
-    │   ├── ResultNotAvailable         409
-    │   ├── PayloadTooLarge            413
-    │   ├── UnsupportedMediaType       415
-    │   ├── ValidationFailed           422 (details: [{field, problem}])
-    │   ├── UnsupportedKind            422
-    │   ├── QueueFull                  429 (retry_after_s)
-    │   ├── RateLimited                429 (retry_after_s)
-    │   ├── QueueDisabled              503
-    │   ├── ShuttingDown               503
-    │   ├── StorageFull                507
-    │   └── SyncTimeout                504
-    └── JobError                       a job attempt failed; `code` lands in job.error.code
-        ├── FetchError                 the target could not be fetched (retryable unless said)
-        │   ├── FetchTimeout           code timeout
-        │   ├── NetworkError           code network_error
-        │   ├── UpstreamStatus         code upstream_status (5xx, 429)
-        │   ├── BodyTooLarge           code body_too_large (not retryable)
-        │   ├── TooManyRedirects       code too_many_redirects (not retryable)
-        │   └── BlockedAddress         code blocked_address (not retryable)
-        ├── BrowserError               code browser_error
-        │   ├── BrowserUnavailable     code browser_unavailable (not retryable)
-        │   └── BrowserCrashed         code browser_crashed (retryable)
-        ├── ActionFailed               code action_failed (not retryable)
-        ├── JobTimeout                 code timeout
-        └── WorkerLost                 code worker_lost
+LitejobsError
+├── ConfigError                    bad or unknown configuration (stops the server at start)
+├── ApiError                       answered to an HTTP client; api/errors.py maps class → status
+│   ├── InvalidJson                400
+│   ├── Unauthorized               401
+│   ├── Forbidden                  403
+│   ├── NotFound                   404
+│   ├── IdempotencyConflict        409
+│   ├── JobFinished                409
+│   ├── ResultNotAvailable         409
+│   ├── PayloadTooLarge            413
+│   ├── UnsupportedMediaType       415
+│   ├── ValidationFailed           422 (details: [{field, problem}])
+│   ├── UnsupportedKind            422
+│   ├── QueueFull                  429 (retry_after_s)
+│   ├── RateLimited                429 (retry_after_s)
+│   ├── QueueDisabled              503
+│   ├── ShuttingDown               503
+│   ├── StorageFull                507
+│   └── SyncTimeout                504
+└── JobError                       a job attempt failed; `code` lands in job.error.code
+    ├── FetchError                 the target could not be fetched (retryable unless said)
+    │   ├── FetchTimeout           code timeout
+    │   ├── NetworkError           code network_error
+    │   ├── UpstreamStatus         code upstream_status (5xx, 429)
+    │   ├── BodyTooLarge           code body_too_large (not retryable)
+    │   ├── TooManyRedirects       code too_many_redirects (not retryable)
+    │   └── BlockedAddress         code blocked_address (not retryable)
+    ├── BrowserError               code browser_error
+    │   ├── BrowserUnavailable     code browser_unavailable (not retryable)
+    │   └── BrowserCrashed         code browser_crashed (retryable)
+    ├── ActionFailed               code action_failed (not retryable)
+    ├── JobTimeout                 code timeout
+    └── WorkerLost                 code worker_lost
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def url_problem(value: str) -> str | None:
     if not parts.hostname:
         return "has no host"
     try:
-        parts.port
+        _ = parts.port
     except ValueError:
         return "has an invalid port"
     if any(ch in value for ch in "\r\n\t\x00 "):
@@ -67,7 +67,9 @@ class Fields:
 
     def str(self, key: str, default: Any = _MISSING, *, max_len: int = 100_000, choices: tuple[str, ...] = ()) -> Any:
         value = self._get(key, default)
-        if value is None or value is default and default is not _MISSING:
+        if value is None:
+            return None
+        if value is None or (value is default and default is not _MISSING):
             return value
         if not isinstance(value, str):
             self.problem(key, "must be a string")
@@ -89,6 +91,8 @@ class Fields:
 
     def int(self, key: str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> Any:
         value = self._get(key, default)
+        if value is None:
+            return None
         if value is default and default is not _MISSING:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
@@ -101,6 +105,8 @@ class Fields:
 
     def number(self, key: str, default: Any = _MISSING, *, low: float | None = None, high: float | None = None) -> Any:
         value = self._get(key, default)
+        if value is None:
+            return None
         if value is default and default is not _MISSING:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -117,6 +123,8 @@ class Fields:
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
+        if value is None:
+            return None
         if not isinstance(value, bool):
             self.problem(key, "must be true or false")
             return default if default is not _MISSING else None
@@ -124,6 +132,8 @@ class Fields:
 
     def dict(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
+        if value is None:
+            return None
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, Mapping):
@@ -135,6 +145,8 @@ class Fields:
         self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = (), max_items: int = 1000
     ) -> Any:
         value = self._get(key, default)
+        if value is None:
+            return None
         if value is default and default is not _MISSING:
             return value
         if isinstance(value, str):

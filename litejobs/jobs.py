@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,9 +32,7 @@ class JobState(str, enum.Enum):
         return self.value
 
 
-TERMINAL: frozenset[JobState] = frozenset(
-    {JobState.COMPLETED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED}
-)
+TERMINAL: frozenset[JobState] = frozenset({JobState.COMPLETED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED})
 
 #: Every legal move. The store guards each change with `WHERE status IN (legal sources)`.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -155,3 +154,13 @@ class JobResult:
     status: JobState
     outputs: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def system_clock_ms() -> int:
+    """The default clock: wall time in epoch milliseconds. Tests inject their own."""
+    return time.time_ns() // 1_000_000
+
+
+def should_retry(attempts: int, max_attempts: int, retryable: bool) -> bool:
+    """After a failed attempt: go round again (through `delayed`) or fail for good."""
+    return retryable and attempts < max_attempts

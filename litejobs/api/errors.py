@@ -1,0 +1,58 @@
+"""The one table from error class to HTTP status, and the one function that builds error bodies."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from litejobs import errors as e
+
+STATUS_OF: dict[type[e.LitejobsError], int] = {
+    e.InvalidJson: 400,
+    e.Unauthorized: 401,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.IdempotencyConflict: 409,
+    e.JobFinished: 409,
+    e.ResultNotAvailable: 409,
+    e.PayloadTooLarge: 413,
+    e.UnsupportedMediaType: 415,
+    e.ValidationFailed: 422,
+    e.UnsupportedKind: 422,
+    e.QueueFull: 429,
+    e.RateLimited: 429,
+    e.QueueDisabled: 503,
+    e.ShuttingDown: 503,
+    e.StorageFull: 507,
+    e.SyncTimeout: 504,
+    # an inline scrape whose target failed: the target's fault, not ours
+    e.JobError: 502,
+}
+
+
+def status_of(exc: e.LitejobsError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 500
+
+
+def error_body(code: str, message: str, request_id: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}, "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def error_response(request: Request, exc: e.LitejobsError) -> JSONResponse:
+    details = list(getattr(exc, "details", []) or [])
+    body = error_body(exc.code, exc.message, request_id_of(request), details)
+    headers = {}
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None and status_of(exc) in (429, 503):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(body, status_code=status_of(exc), headers=headers)

@@ -1,0 +1,122 @@
+"""Request parsing shared by every route: JSON bodies within limits, the caller, the job shapes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from litejobs.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from litejobs.jobs import Job, JobResult, iso_ms
+
+if TYPE_CHECKING:
+    from litejobs.app import App
+
+
+def app_of(request: Request) -> App:
+    return request.app.state.litejobs  # type: ignore[no-any-return]
+
+
+async def read_json(request: Request, *, allow_empty: bool = False) -> Any:
+    """The body as JSON: 415 unless it says JSON, 413 past limits.max_request_bytes, 400 if broken."""
+    limit = app_of(request).config.limits.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} (limits.max_request_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes (limits.max_request_bytes)")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise InvalidJson("the request body is empty; send a JSON object")
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not JSON; send application/json")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidJson("the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidJson("the request body is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
+
+
+def query_number(request: Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationFailed([{"field": name, "problem": "must be a number"}]) from None
+    if not low <= value <= high:
+        raise ValidationFailed([{"field": name, "problem": f"must be from {low:g} to {high:g}"}])
+    return value
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    base = f"/v1/jobs/{job.id}"
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": job.status.value,
+        "input": job.input,
+        "meta": job.meta,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "timeout_s": job.timeout_s,
+        "progress": job.progress,
+        "error": job.error,
+        "result_available": job.result_available,
+        "created_at": iso_ms(job.created_at),
+        "started_at": iso_ms(job.started_at),
+        "updated_at": iso_ms(job.updated_at),
+        "completed_at": iso_ms(job.completed_at),
+        "run_at": iso_ms(job.run_at),
+        "expires_at": iso_ms(job.expires_at),
+        "links": {"self": base, "result": f"{base}/result", "events": f"{base}/events"},
+    }
+
+
+def result_body(job: Job, result: JobResult) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": job.status.value,
+        "outputs": result.outputs,
+        "stats": result.stats,
+    }
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (or keeps a sane X-Request-Id from the client) and echoes it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if given.isascii() and given.replace("-", "").isalnum() and len(given) <= 64 else ""
+        request_id = request_id or "req_" + secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,0 +1,178 @@
+"""The native API (../shared/API.md): routes that translate HTTP into Engine calls and back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from litejobs.api.auth import presented_key
+from litejobs.api.http import app_of, job_body, query_number, read_json, result_body
+from litejobs.errors import NotFound, ValidationFailed
+from litejobs.jobs import JobState
+
+MAX_WAIT_S = 60.0
+
+
+def owner(request: Request, body_key: str | None = None) -> str:
+    app = app_of(request)
+    found = app.keys.owner(presented_key(request, body_key))
+    app.rate_limit(found)
+    return found
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not (1 <= len(key) <= 255) or not key.isprintable():
+        raise ValidationFailed([{"field": "Idempotency-Key", "problem": "must be 1 to 255 printable characters"}])
+    return key
+
+
+def accepted(job_body_: dict[str, Any], replayed: bool) -> JSONResponse:
+    headers = {"Location": job_body_["links"]["self"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(job_body_, status_code=200 if replayed else 202, headers=headers)
+
+
+async def submit_job(request: Request) -> Response:
+    who = owner(request)
+    body = await read_json(request)
+    engine = app_of(request).engine
+    engine.check_accepting()
+    spec = engine.build_spec(body, who, idempotency_key(request))
+    [submitted] = await engine.submit([spec])
+    return accepted(job_body(submitted.job), submitted.replayed)
+
+
+async def submit_batch(request: Request) -> Response:
+    who = owner(request)
+    body = await read_json(request)
+    engine = app_of(request).engine
+    engine.check_accepting()
+    limit = app_of(request).config.limits.max_batch
+    jobs = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(jobs, list) or not jobs:
+        raise ValidationFailed([{"field": "jobs", "problem": "must be a non-empty list of job submissions"}])
+    if len(jobs) > limit:
+        raise ValidationFailed([{"field": "jobs", "problem": f"must have at most {limit} jobs"}])
+    specs, problems = [], []
+    for index, item in enumerate(jobs):
+        try:
+            specs.append(engine.build_spec(item, who, prefix=f"jobs[{index}]"))
+        except ValidationFailed as exc:
+            problems.extend(exc.details)
+    if problems:
+        raise ValidationFailed(problems, f"{len(problems)} problem(s) in the batch; no job was submitted")
+    submitted = await engine.submit(specs)
+    return JSONResponse({"jobs": [job_body(s.job) for s in submitted]}, status_code=202)
+
+
+async def get_job(request: Request) -> Response:
+    who = owner(request)
+    wait_s = query_number(request, "wait", 0.0, 0.0, MAX_WAIT_S)
+    engine = app_of(request).engine
+    job_id = request.path_params["job_id"]
+    job = await engine.wait(job_id, who, wait_s) if wait_s > 0 else await engine.get(job_id, who)
+    return JSONResponse(job_body(job))
+
+
+async def get_result(request: Request) -> Response:
+    who = owner(request)
+    job, result = await app_of(request).engine.result(request.path_params["job_id"], who)
+    return JSONResponse(result_body(job, result))
+
+
+async def cancel_job(request: Request) -> Response:
+    who = owner(request)
+    job = await app_of(request).engine.cancel(request.path_params["job_id"], who)
+    return JSONResponse(job_body(job))
+
+
+async def retry_job(request: Request) -> Response:
+    who = owner(request)
+    job = await app_of(request).engine.retry(request.path_params["job_id"], who)
+    return JSONResponse(job_body(job), status_code=202)
+
+
+def _list_filters(request: Request) -> tuple[str | None, str | None, int, int | None]:
+    params = request.query_params
+    problems = []
+    status = params.get("status") or None
+    if status is not None and status not in {s.value for s in JobState}:
+        problems.append({"field": "status", "problem": f"must be one of {', '.join(s.value for s in JobState)}"})
+    cursor_raw = params.get("cursor") or None
+    cursor = None
+    if cursor_raw is not None:
+        if cursor_raw.startswith("c") and cursor_raw[1:].isdigit():
+            cursor = int(cursor_raw[1:])
+        else:
+            problems.append({"field": "cursor", "problem": "is not a cursor this server gave out"})
+    if problems:
+        raise ValidationFailed(problems)
+    limit = int(query_number(request, "limit", 50, 1, 1000))
+    return status, params.get("kind") or None, limit, cursor
+
+
+async def list_jobs(request: Request) -> Response:
+    who = owner(request)
+    status, kind, limit, cursor = _list_filters(request)
+    jobs, next_seq = await app_of(request).store.list_jobs(who, status, kind, limit, cursor)
+    next_cursor = None if next_seq is None else f"c{next_seq}"
+    return JSONResponse({"jobs": [job_body(j) for j in jobs], "next_cursor": next_cursor})
+
+
+async def stats(request: Request) -> Response:
+    owner(request)
+    return JSONResponse(await app_of(request).stats())
+
+
+async def scrape_sync(request: Request) -> Response:
+    owner(request)
+    body = await read_json(request)
+    result = await app_of(request).engine.run_inline("fetch", body)
+    return JSONResponse({"status": result.status.value, "outputs": result.outputs, "stats": result.stats})
+
+
+async def scrape_async(request: Request) -> Response:
+    who = owner(request)
+    body = await read_json(request)
+    engine = app_of(request).engine
+    engine.check_accepting()
+    spec = engine.build_spec({"kind": "fetch", "input": body}, who, idempotency_key(request))
+    [submitted] = await engine.submit([spec])
+    return accepted(job_body(submitted.job), submitted.replayed)
+
+
+async def get_file(request: Request) -> Response:
+    who = owner(request)
+    app = app_of(request)
+    job_id, name = request.path_params["job_id"], request.path_params["name"]
+    await app.engine.get(job_id, who)
+    stored = await app.store.get_file(job_id, name)
+    if stored is None:
+        raise NotFound(f"job {job_id} has no file {name!r}")
+    path = app.files.path_for(job_id, name)
+    if not await asyncio.to_thread(path.is_file):
+        raise NotFound(f"the file {name!r} is gone")
+    return FileResponse(path, media_type=stored.content_type)
+
+
+ROUTES = [
+    Route("/v1/jobs", submit_job, methods=["POST"]),
+    Route("/v1/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/jobs/batch", submit_batch, methods=["POST"]),
+    Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/v1/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+    Route("/v1/jobs/{job_id}/result", get_result, methods=["GET"]),
+    Route("/v1/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+    Route("/v1/stats", stats, methods=["GET"]),
+    Route("/v1/scrape", scrape_sync, methods=["POST"]),
+    Route("/v1/scrape/async", scrape_async, methods=["POST"]),
+    Route("/v1/files/{job_id}/{name}", get_file, methods=["GET"]),
+]

@@ -1,0 +1,148 @@
+"""App: the composition root. It owns every resource and is the only module that knows every part."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from litejobs import __version__
+from litejobs.api import system, v1
+from litejobs.api.auth import KeyRing
+from litejobs.api.errors import error_body, error_response, request_id_of
+from litejobs.api.http import RequestIdMiddleware
+from litejobs.api.ratelimit import RateLimiter
+from litejobs.config import Config
+from litejobs.engine import Engine
+from litejobs.errors import LitejobsError
+from litejobs.events import ChangeFeed
+from litejobs.fetcher import Fetcher
+from litejobs.files import FileArea
+from litejobs.jobs import system_clock_ms
+from litejobs.kinds import KindRegistry, builtin_kinds
+from litejobs.netpolicy import NetworkPolicy
+from litejobs.store.sqlite import SqliteStore
+from litejobs.sweeper import Sweeper
+from litejobs.worker import Resources, WorkerPool, new_worker_id
+
+log = logging.getLogger("litejobs")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _browser_pool(config: Config, policy: NetworkPolicy) -> Any:
+    try:
+        from litejobs.browser import BrowserPool
+    except ImportError:  # pyppeteer missing: rendering is reported unavailable, fetch still works
+        return None
+    return BrowserPool(config.browser, policy, user_agent=None)
+
+
+class App:
+    """`async with App(config) as app:` opens the store, starts the workers and the sweeper;
+    `app.asgi` is the HTTP application. Leaving stops the workers (with a grace period for active
+    jobs), then closes the browser, the fetcher and the store."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], int] = system_clock_ms) -> None:
+        self.config = config
+        self.clock = clock
+        self.worker_id = new_worker_id()
+        self.feed = ChangeFeed()
+        self.keys = KeyRing(config.auth.keys)
+        self.limiter = RateLimiter(config.auth.rate_per_s)
+        self.policy = NetworkPolicy(config.allow_private_networks)
+        self.kinds = KindRegistry(builtin_kinds())
+        self.files = FileArea(config.files_dir)
+        self.store = SqliteStore(config.store.path)
+        self.fetcher = Fetcher(config.fetch, self.policy)
+        self.browser = _browser_pool(config, self.policy)
+        self.resources = Resources(config, self.fetcher, self.browser, self.files)
+        self.workers: WorkerPool | None = None
+        if config.queue.enabled:
+            self.workers = WorkerPool(
+                self.store, self.kinds, self.resources, self.feed, clock=clock, worker_id=self.worker_id
+            )
+        self.sweeper = Sweeper(
+            self.store,
+            self.files,
+            config,
+            clock=clock,
+            worker_id=self.worker_id,
+            on_requeue=self.workers.notify if self.workers else lambda: None,
+        )
+        self.engine = Engine(config, self.store, self.kinds, self.workers, self.feed, self.resources, clock=clock)
+        self.asgi = self._build_asgi()
+        self._stack = contextlib.AsyncExitStack()
+        self._open = False
+
+    async def __aenter__(self) -> App:
+        try:
+            await self._stack.enter_async_context(self.store)
+            await self._stack.enter_async_context(self.fetcher)
+            if self.browser is not None:
+                await self._stack.enter_async_context(self.browser)
+            await self._stack.enter_async_context(self.sweeper)
+            if self.workers is not None:
+                await self._stack.enter_async_context(self.workers)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._open = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.engine.shutting_down = True
+        self._open = False
+        await self._stack.aclose()
+
+    def rate_limit(self, owner: str) -> None:
+        self.limiter.take(owner)
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "store": self._open,
+            "workers": self.workers is not None and self.workers.running,
+            "browser": self.browser.state() if self.browser is not None else {"state": "unavailable"},
+            "version": __version__,
+        }
+
+    async def stats(self) -> dict[str, Any]:
+        figures = await self.store.stats(self.clock())
+        figures["workers"] = {
+            "busy": self.workers.busy if self.workers else 0,
+            "total": self.workers.concurrency if self.workers else 0,
+        }
+        figures["queue_enabled"] = self.config.queue.enabled
+        figures["browser"] = self.browser.state() if self.browser is not None else {"state": "unavailable"}
+        return figures
+
+    def _build_asgi(self) -> Starlette:
+        async def on_litejobs_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, LitejobsError)
+            return error_response(request, exc)
+
+        async def on_http_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, HTTPException)
+            code = _HTTP_CODES.get(exc.status_code, "http_error")
+            body = error_body(code, str(exc.detail), request_id_of(request))
+            return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+        async def on_crash(request: Request, exc: Exception) -> Response:
+            log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+            body = error_body("internal_error", "the server failed to answer; see its log", request_id_of(request))
+            return JSONResponse(body, status_code=500)
+
+        app = Starlette(
+            routes=[*v1.ROUTES, *system.ROUTES],
+            middleware=[Middleware(RequestIdMiddleware)],
+            exception_handlers={LitejobsError: on_litejobs_error, HTTPException: on_http_error, Exception: on_crash},
+        )
+        app.state.litejobs = self
+        return app

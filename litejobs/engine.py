@@ -1,0 +1,229 @@
+"""Engine: what any client (the native API, a vendor dialect, the CLI) may ask of the job system.
+
+It validates submissions into JobSpecs, checks ownership, and ties the store to the worker pool
+and the change feed. The HTTP layers above only translate requests and responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from litejobs.config import Config
+from litejobs.errors import (
+    Forbidden,
+    NotFound,
+    QueueDisabled,
+    ResultNotAvailable,
+    ShuttingDown,
+    SyncTimeout,
+    ValidationFailed,
+)
+from litejobs.events import ChangeFeed
+from litejobs.fields import Fields
+from litejobs.jobs import Job, JobResult, JobSpec, JobState
+from litejobs.kinds import KindRegistry
+from litejobs.store import Store, Submitted
+from litejobs.worker import Resources, WorkerPool
+
+MAX_META_BYTES = 16 * 1024
+#: a waiter re-reads the store at least this often, for changes made by another process
+WAIT_RECHECK_S = 1.0
+
+
+def request_hash(body: Any) -> str:
+    """The fingerprint an Idempotency-Key is bound to: the canonical JSON of the request."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class SyncContext:
+    """A KindContext for an inline scrape: no job row; files come back as data: URLs."""
+
+    resources: Resources
+    job_id: str = "sync"
+    attempt: int = 1
+    progress: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        return self.resources.config
+
+    @property
+    def fetcher(self) -> Any:
+        return self.resources.fetcher
+
+    @property
+    def browser(self) -> Any:
+        return self.resources.browser
+
+    async def report_progress(self, message: str, progress: float | None = None) -> None:
+        self.progress.append({"message": message, "progress": progress})
+
+    async def save_file(self, name: str, data: bytes, content_type: str) -> str:
+        return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        kinds: KindRegistry,
+        workers: WorkerPool | None,
+        feed: ChangeFeed,
+        resources: Resources,
+        *,
+        clock: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.kinds = kinds
+        self.workers = workers
+        self.feed = feed
+        self.resources = resources
+        self.clock = clock
+        self.shutting_down = False
+
+    # --- submit ------------------------------------------------------------------------------
+
+    def build_spec(self, body: Any, owner: str, idempotency_key: str | None = None, prefix: str = "") -> JobSpec:
+        """Validate one submission body into a JobSpec; raises ValidationFailed or UnsupportedKind."""
+        f = Fields(body, prefix)
+        kind_name = f.str("kind", "fetch", max_len=100)
+        raw_input = f.dict("input")
+        limits, queue = self.config.limits, self.config.queue
+        meta = f.dict("meta", {})
+        priority = f.int("priority", 0, low=-100, high=100)
+        max_attempts = f.int("max_attempts", queue.max_attempts, low=1, high=20)
+        timeout_s = f.number("timeout_s", limits.default_timeout_s, low=1, high=limits.max_timeout_s)
+        delay_s = f.number("delay_s", 0.0, low=0, high=30 * 86400)
+        webhook = self._webhook(f)
+        if meta and len(json.dumps(meta)) > MAX_META_BYTES:
+            f.problem("meta", f"must be at most {MAX_META_BYTES} bytes of JSON")
+        f.finish()
+        kind = self.kinds.get(kind_name)
+        try:
+            kind.parse(raw_input)
+        except ValidationFailed as exc:
+            if prefix:
+                for detail in exc.details:
+                    detail["field"] = f"{prefix}.{detail['field']}"
+            raise
+        return JobSpec(
+            kind=kind_name,
+            input=raw_input,
+            owner=owner,
+            meta=meta,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_s=min(float(timeout_s), limits.max_timeout_s),
+            delay_s=float(delay_s),
+            webhook=webhook,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(body) if idempotency_key else None,
+        )
+
+    @staticmethod
+    def _webhook(f: Fields) -> dict[str, Any] | None:
+        raw = f.any("webhook")
+        if raw is None:
+            return None
+        hook = Fields(raw, f.name("webhook"))
+        url = hook.url("url")
+        events = hook.str_list("events", ["completed", "partial", "failed", "cancelled"])
+        hook.finish()
+        return {"url": url, "events": events}
+
+    def check_accepting(self) -> None:
+        if self.shutting_down:
+            raise ShuttingDown()
+        if not self.config.queue.enabled or self.workers is None:
+            raise QueueDisabled()
+
+    async def submit(self, specs: list[JobSpec]) -> list[Submitted]:
+        self.check_accepting()
+        submitted = await self.store.submit(specs, self.clock(), self.config.queue.max_depth)
+        if any(not s.replayed for s in submitted):
+            assert self.workers is not None
+            self.workers.notify()
+        for item in submitted:
+            if not item.replayed:
+                self.feed.publish(item.job)
+        return submitted
+
+    # --- read --------------------------------------------------------------------------------
+
+    async def get(self, job_id: str, owner: str) -> Job:
+        job = await self.store.get(job_id) if job_id.startswith("job_") else None
+        if job is None:
+            raise NotFound()
+        if job.owner != owner:
+            raise Forbidden()
+        return job
+
+    async def wait(self, job_id: str, owner: str, wait_s: float) -> Job:
+        """The job once terminal, or as it is when `wait_s` runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        job = await self.get(job_id, owner)
+        while not job.is_terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            changed = await self.feed.wait_change(job_id, min(remaining, WAIT_RECHECK_S))
+            job = changed if changed is not None else await self.get(job_id, owner)
+        return job
+
+    async def result(self, job_id: str, owner: str) -> tuple[Job, JobResult]:
+        job = await self.get(job_id, owner)
+        if job.status not in (JobState.COMPLETED, JobState.PARTIAL):
+            raise ResultNotAvailable(f"the job is {job.status.value}; results exist for completed and partial jobs")
+        result = await self.store.get_result(job_id)
+        if result is None:
+            raise ResultNotAvailable()
+        return job, result
+
+    # --- steer -------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, owner: str) -> Job:
+        await self.get(job_id, owner)
+        expires = self.clock() + int(self.config.store.retention_s * 1000)
+        job, previous = await self.store.cancel(job_id, self.clock(), expires)
+        if previous == JobState.ACTIVE and self.workers is not None:
+            await self.workers.cancel_local(job_id)
+        self.feed.publish(job)
+        return job
+
+    async def retry(self, job_id: str, owner: str) -> Job:
+        await self.get(job_id, owner)
+        self.check_accepting()
+        job = await self.store.retry(job_id, self.clock())
+        assert self.workers is not None
+        self.workers.notify()
+        self.feed.publish(job)
+        return job
+
+    # --- inline ------------------------------------------------------------------------------
+
+    async def run_inline(self, kind_name: str, raw_input: Mapping[str, Any]) -> JobResult:
+        """Run a kind now, outside the queue, within limits.sync_timeout_s (POST /v1/scrape)."""
+        if self.shutting_down:
+            raise ShuttingDown()
+        kind = self.kinds.get(kind_name)
+        params = kind.parse(raw_input)
+        context = SyncContext(self.resources)
+        timeout_s = self.config.limits.sync_timeout_s
+        try:
+            return await asyncio.wait_for(kind.run(params, context), timeout_s)
+        except TimeoutError:
+            raise SyncTimeout(
+                f"the scrape took longer than {timeout_s:g} s: submit it with POST /v1/scrape/async "
+                "and poll GET /v1/jobs/{id}"
+            ) from None

@@ -1,0 +1,244 @@
+"""The `fetch` and `render` kinds: one URL, over HTTP or through the browser, into chosen outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from litejobs.errors import BrowserUnavailable, UpstreamStatus
+from litejobs.fields import Fields
+from litejobs.jobs import JobResult, JobState
+from litejobs.kinds import Kind, KindContext
+
+OUTPUTS = ("html", "markdown", "text", "links", "metadata", "headers", "screenshot", "pdf", "extract")
+DEFAULT_OUTPUT = ("markdown",)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
+BLOCKABLE = ("images", "fonts", "media", "stylesheets")
+#: outputs that only a browser can make
+BROWSER_OUTPUTS = frozenset({"screenshot", "pdf"})
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    render_js: bool = False
+    wait_until: str = "load"
+    wait_for: str | None = None
+    wait_ms: int = 0
+    block: frozenset[str] = frozenset()
+    cookies: tuple[dict[str, Any], ...] = ()
+    user_agent: str | None = None
+    viewport: tuple[int, int] | None = None
+    output: tuple[str, ...] = DEFAULT_OUTPUT
+    screenshot_full_page: bool = False
+    extract: Any = None
+    actions: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def needs_browser(self) -> bool:
+        return self.render_js or bool(self.actions) or bool(BROWSER_OUTPUTS & set(self.output))
+
+
+def read_fetch_fields(f: Fields, *, force_render: bool = False) -> dict[str, Any]:
+    """The fields shared by fetch, render, interact (and a crawl's per-page options)."""
+    headers = f.str_map("headers", {})
+    body = _body(f, headers)
+    output = tuple(f.str_list("output", list(DEFAULT_OUTPUT), choices=OUTPUTS) or DEFAULT_OUTPUT)
+    extract_raw = f.any("extract")
+    schema = None
+    if extract_raw is not None:
+        from litejobs.errors import ValidationFailed
+        from litejobs.extract import parse_schema
+
+        try:
+            schema = parse_schema(extract_raw, field_prefix=f.name("extract"))
+        except ValidationFailed as exc:
+            f.problems.extend(exc.details)
+        if "extract" not in output:
+            output = (*output, "extract")
+    viewport = f.dict("viewport", None)
+    return {
+        "url": f.url("url"),
+        "method": (f.str("method", "GET") or "GET").upper(),
+        "headers": headers or {},
+        "body": body,
+        "render_js": True if force_render else f.bool("render_js", False),
+        "wait_until": f.str("wait_until", "load", choices=WAIT_UNTIL),
+        "wait_for": f.str("wait_for", None, max_len=1000),
+        "wait_ms": f.int("wait_ms", 0, low=0, high=60_000),
+        "block": frozenset(f.str_list("block", [], choices=BLOCKABLE) or ()),
+        "cookies": tuple(_cookies(f)),
+        "user_agent": f.str("user_agent", None, max_len=1000),
+        "viewport": _viewport(f, viewport),
+        "output": output,
+        "screenshot_full_page": f.bool("screenshot_full_page", False),
+        "extract": schema,
+    }
+
+
+def _body(f: Fields, headers: dict[str, str] | None) -> bytes | None:
+    raw = f.any("body")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw.encode()
+    if isinstance(raw, (dict, list)):
+        # a JSON body: say so unless the caller already did
+        if headers is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        return json.dumps(raw).encode()
+    f.problem("body", "must be a string or a JSON object")
+    return None
+
+
+def _cookies(f: Fields) -> list[dict[str, Any]]:
+    raw = f.any("cookies", [])
+    if isinstance(raw, Mapping):
+        raw = [{"name": k, "value": v} for k, v in raw.items()]
+    if not isinstance(raw, list) or not all(
+        isinstance(c, Mapping) and isinstance(c.get("name"), str) and isinstance(c.get("value"), str) for c in raw
+    ):
+        f.problem("cookies", "must be a list of {name, value} objects or an object of name: value")
+        return []
+    return [dict(c) for c in raw]
+
+
+def _viewport(f: Fields, raw: dict[str, Any] | None) -> tuple[int, int] | None:
+    if raw is None:
+        return None
+    width, height = raw.get("width"), raw.get("height")
+    if not all(isinstance(v, int) and 100 <= v <= 10_000 for v in (width, height)):
+        f.problem("viewport", "must be {width, height} with integers from 100 to 10000")
+        return None
+    return (width, height)  # type: ignore[return-value]
+
+
+def _check_method(f: Fields, values: dict[str, Any]) -> None:
+    if values["method"] not in METHODS:
+        f.problem("method", f"must be one of {', '.join(METHODS)}")
+    if values["method"] != "GET" and values["render_js"]:
+        f.problem("method", "rendered pages are loaded with GET; drop render_js or the method")
+
+
+def parse_fetch(raw: Mapping[str, Any], *, force_render: bool = False) -> FetchParams:
+    f = Fields(raw, "input")
+    values = read_fetch_fields(f, force_render=force_render)
+    _check_method(f, values)
+    f.finish()
+    return FetchParams(**values)
+
+
+def parse_render(raw: Mapping[str, Any]) -> FetchParams:
+    return parse_fetch(raw, force_render=True)
+
+
+async def load_page(params: FetchParams, ctx: KindContext, timeout_s: float | None = None) -> dict[str, Any]:
+    """Fetch or render one URL; return the raw material for outputs: html, status, headers, files."""
+    if params.needs_browser:
+        return await _render(params, ctx, timeout_s)
+    page = await ctx.fetcher.fetch(
+        params.url, method=params.method, headers=params.headers, body=params.body, timeout_s=timeout_s
+    )
+    if page.status_code >= 500 or page.status_code == 429:
+        raise UpstreamStatus(page.status_code)
+    return {
+        "html": page.text,
+        "status_code": page.status_code,
+        "final_url": page.final_url,
+        "content_type": page.content_type,
+        "headers": page.headers,
+        "stats": {"elapsed_ms": round(page.elapsed_ms, 1), "bytes": len(page.body), "redirects": len(page.redirects)},
+    }
+
+
+async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None) -> dict[str, Any]:
+    if ctx.browser is None or not ctx.browser.available:
+        raise BrowserUnavailable()
+    from litejobs.browser import RenderRequest
+
+    outputs = set(params.output)
+    request = RenderRequest(
+        url=params.url,
+        wait_until=params.wait_until,
+        wait_for=params.wait_for,
+        wait_ms=params.wait_ms,
+        block=params.block,
+        headers=dict(params.headers),
+        cookies=[dict(c) for c in params.cookies],
+        user_agent=params.user_agent,
+        viewport=params.viewport,
+        screenshot="screenshot" in outputs,
+        full_page=params.screenshot_full_page,
+        pdf="pdf" in outputs,
+        actions=[dict(a) for a in params.actions],
+        timeout_s=timeout_s or ctx.config.limits.default_timeout_s,
+    )
+    result = await ctx.browser.render(request)
+    if result.status_code >= 500 or result.status_code == 429:
+        raise UpstreamStatus(result.status_code)
+    loaded: dict[str, Any] = {
+        "html": result.html,
+        "status_code": result.status_code,
+        "final_url": result.final_url,
+        "content_type": result.content_type,
+        "headers": result.headers,
+        "stats": {"elapsed_ms": round(result.elapsed_ms, 1), "bytes": len(result.html.encode()), "rendered": True},
+    }
+    if result.screenshot is not None:
+        loaded["screenshot"] = await ctx.save_file("screenshot.png", result.screenshot, "image/png")
+    if result.pdf is not None:
+        loaded["pdf"] = await ctx.save_file("page.pdf", result.pdf, "application/pdf")
+    if params.actions:
+        loaded["actions"] = result.actions
+        for index, png in enumerate(result.action_screenshots):
+            url = await ctx.save_file(f"action-{index}.png", png, "image/png")
+            loaded.setdefault("action_screenshots", []).append(url)
+    return loaded
+
+
+def build_outputs(loaded: Mapping[str, Any], output: tuple[str, ...], extract_schema: Any) -> dict[str, Any]:
+    """The outputs a client asked for, from a loaded page. Non-HTML bodies pass through as text."""
+    from litejobs.extract import Document
+
+    html = loaded["html"]
+    is_html = "html" in loaded["content_type"] or loaded["content_type"] in ("", "application/xml")
+    doc = Document(html, loaded["final_url"]) if is_html else None
+    outputs: dict[str, Any] = {
+        "status_code": loaded["status_code"],
+        "final_url": loaded["final_url"],
+        "content_type": loaded["content_type"],
+    }
+    makers = {
+        "html": lambda: html,
+        "markdown": lambda: doc.markdown() if doc else html,
+        "text": lambda: doc.text() if doc else html,
+        "links": lambda: doc.links() if doc else [],
+        "metadata": lambda: doc.metadata() if doc else {},
+        "headers": lambda: dict(loaded["headers"]),
+        "extract": lambda: doc.extract(extract_schema) if doc and extract_schema else None,
+    }
+    for name in output:
+        if name in makers:
+            outputs[name] = makers[name]()
+        elif name in loaded:
+            outputs[name] = loaded[name]
+    for extra in ("actions", "action_screenshots"):
+        if extra in loaded:
+            outputs[extra] = loaded[extra]
+    return outputs
+
+
+async def run_fetch(params: FetchParams, ctx: KindContext) -> JobResult:
+    loaded = await load_page(params, ctx)
+    outputs = build_outputs(loaded, params.output, params.extract)
+    return JobResult(JobState.COMPLETED, outputs, loaded["stats"])
+
+
+KIND = Kind("fetch", parse_fetch, run_fetch)
+RENDER_KIND = Kind("render", parse_render, run_fetch)

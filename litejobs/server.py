@@ -1,0 +1,78 @@
+"""Run an App under uvicorn in the same event loop as its workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from litejobs.app import App
+from litejobs.config import Config
+
+log = logging.getLogger("litejobs")
+
+
+def uvicorn_config(app: App, port: int) -> uvicorn.Config:
+    # ws="none": pyppeteer pins websockets 10, whose API uvicorn>=0.50 cannot import; we serve none.
+    # lifespan="off": App is entered by us, around the server, so workers outlive in-flight requests.
+    return uvicorn.Config(
+        app.asgi,
+        host=app.config.server.host,
+        port=port,
+        ws="none",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its own shutdown, which would kill the process before the
+    workers' grace period and the store's close; here a signal only asks the server to exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self._ask_exit)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _ask_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second signal: stop waiting for open connections
+        self.should_exit = True
+
+
+async def _announce_when_started(server: uvicorn.Server) -> None:
+    for _ in range(6000):  # bounded: 60 s
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    for listener in server.servers:
+        for sock in listener.sockets:
+            host, port = sock.getsockname()[:2]
+            # one line a script can wait for and parse, flushed at once
+            print(f"litejobs listening on http://{host}:{port}", flush=True)
+
+
+async def serve(config: Config) -> None:
+    """Serve until SIGINT/SIGTERM; then stop taking requests, give active jobs their grace, close."""
+    async with App(config) as app:
+        server = _Server(uvicorn_config(app, config.server.port))
+        announce = asyncio.create_task(_announce_when_started(server))
+        try:
+            await server.serve()
+        finally:
+            announce.cancel()
+            app.engine.shutting_down = True
+            log.info("shutting down: active jobs get %.0f s", config.server.shutdown_grace_s)

@@ -1,0 +1,99 @@
+"""The store: the one narrow interface through which everything reads and writes jobs.
+
+`Store` is what the rest of litejobs may call; `SqliteStore` is the embedded implementation. A
+PostgreSQL store is one more module implementing the same protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState
+
+
+@dataclass
+class Submitted:
+    job: Job
+    #: True when an Idempotency-Key matched an earlier job with the same request
+    replayed: bool
+
+
+@dataclass
+class StoredFile:
+    job_id: str
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class Recovered:
+    """Jobs found active under a dead worker's lease, and what became of them."""
+
+    requeued: list[str]
+    failed: list[str]
+
+
+class Store(Protocol):
+    """Every state change is guarded by the job's current state in the same statement, so races
+    settle in the database. Times are epoch milliseconds, passed in (the clock is the caller's)."""
+
+    async def submit(self, specs: list[JobSpec], now_ms: int, max_depth: int) -> list[Submitted]:
+        """Insert all or none; raises QueueFull past max_depth, IdempotencyConflict on a reused key."""
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self, owner: str | None, status: str | None, kind: str | None, limit: int, before_seq: int | None
+    ) -> tuple[list[Job], int | None]:
+        """Newest first; returns the jobs and the cursor for the next page (None at the end)."""
+
+    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int) -> list[Job]:
+        """Promote due delayed jobs, then lease up to `limit` waiting jobs, best priority first."""
+
+    async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
+        """Extend leases; returns the ids still active under this worker (others were cancelled)."""
+
+    async def finish(self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int) -> bool: ...
+
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: dict[str, Any],
+        retry_at_ms: int | None,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> bool:
+        """Record a failed attempt: to `delayed` until retry_at_ms, or `failed` when it is None."""
+
+    async def release(self, job_ids: list[str], worker_id: str, now_ms: int) -> None:
+        """Hand active jobs back to the queue, the attempt not counted (graceful shutdown)."""
+
+    async def cancel(self, job_id: str, now_ms: int, expires_at_ms: int) -> tuple[Job, JobState]:
+        """Cancel; returns the job and the status it had. Raises JobFinished when terminal."""
+
+    async def retry(self, job_id: str, now_ms: int) -> Job: ...
+
+    async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None: ...
+
+    async def recover_expired(
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+    ) -> Recovered: ...
+
+    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]: ...
+
+    async def next_run_at(self) -> int | None: ...
+
+    async def get_result(self, job_id: str) -> JobResult | None: ...
+
+    async def attempts(self, job_id: str) -> list[Attempt]: ...
+
+    async def add_file(self, file: StoredFile) -> None: ...
+
+    async def get_file(self, job_id: str, name: str) -> StoredFile | None: ...
+
+    async def active_owners(self) -> list[str]: ...
+
+    async def stats(self, now_ms: int) -> dict[str, Any]: ...

@@ -1,0 +1,490 @@
+"""SqliteStore: the embedded store, one SQLite file in WAL mode; the only module that speaks SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull, StorageFull
+from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
+from litejobs.store import Recovered, StoredFile, Submitted
+from litejobs.store.schema import MIGRATIONS
+from litejobs.store.writer import GroupWriter
+
+_JOB_COLUMNS = (
+    "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
+    "timeout_s, recoveries, lease_until, lease_owner, progress, error, result_available, "
+    "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
+)
+_QUEUED = "('waiting', 'delayed')"
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    job = Job(
+        id=row["id"],
+        kind=row["kind"],
+        status=JobState(row["status"]),
+        input=json.loads(row["input"]),
+        owner=row["owner"],
+        meta=json.loads(row["meta"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_s=row["timeout_s"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        expires_at=row["expires_at"],
+        lease_until=row["lease_until"],
+        progress=_loads(row["progress"]),
+        error=_loads(row["error"]),
+        webhook=_loads(row["webhook"]),
+        recoveries=row["recoveries"],
+        result_available=bool(row["result_available"]),
+    )
+    job.seq = row["seq"]  # type: ignore[attr-defined]
+    job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
+    return job
+
+
+def _fetch_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _job(row)
+
+
+def _guarded_status(target: JobState) -> str:
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
+
+
+def _end_attempt(conn: sqlite3.Connection, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
+    conn.execute(
+        "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE job_id = ? AND ended_at IS NULL",
+        (now_ms, outcome, None if error is None else _dumps(error), job_id),
+    )
+
+
+class SqliteStore:
+    """Writes go through one GroupWriter connection; reads use a second connection (WAL lets them
+    run beside the writer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._write_conn: aiosqlite.Connection | None = None
+        self._read_conn: aiosqlite.Connection | None = None
+        self._writer: GroupWriter | None = None
+
+    async def __aenter__(self) -> SqliteStore:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write_conn = await self._connect()
+            await self._write_conn.execute("PRAGMA journal_mode = WAL")
+            await self._migrate(self._write_conn)
+            self._read_conn = await self._connect()
+        except BaseException as exc:
+            await self.__aexit__(None, None, None)
+            if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+                raise StorageFull() from exc
+            raise
+        self._writer = GroupWriter(self._write_conn)
+        self._writer.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        for conn in (self._read_conn, self._write_conn):
+            if conn is not None:
+                await conn.close()
+        self._read_conn = self._write_conn = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        # synchronous=NORMAL in WAL is durable across process crashes (the 202 promise); only an OS
+        # crash or power loss can drop the last transactions.
+        for pragma in ("busy_timeout = 5000", "synchronous = NORMAL", "foreign_keys = ON"):
+            await conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    @staticmethod
+    async def _migrate(conn: aiosqlite.Connection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = row[0] if row else 0
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {number}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    async def _write(self, op: Any) -> Any:
+        assert self._writer is not None, "store is not open"
+        return await self._writer.run(op)
+
+    async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        assert self._read_conn is not None, "store is not open"
+        async with self._read_conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- submit and read ---------------------------------------------------------------------
+
+    async def submit(self, specs: list[JobSpec], now_ms: int, max_depth: int) -> list[Submitted]:
+        def op(conn: sqlite3.Connection) -> list[Submitted]:
+            out: list[Submitted] = []
+            fresh = 0
+            for spec in specs:
+                replay = self._find_replay(conn, spec)
+                if replay is not None:
+                    out.append(Submitted(replay, True))
+                    continue
+                fresh += 1
+                out.append(Submitted(self._insert(conn, spec, now_ms), False))
+            if fresh:
+                (depth,) = conn.execute(f"SELECT count(*) FROM jobs WHERE status IN {_QUEUED}").fetchone()
+                if depth > max_depth:
+                    raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
+            return out
+
+        return await self._write(op)
+
+    @staticmethod
+    def _find_replay(conn: sqlite3.Connection, spec: JobSpec) -> Job | None:
+        if spec.idempotency_key is None:
+            return None
+        row = conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+            (spec.owner, spec.idempotency_key),
+        ).fetchone()
+        if row is None:
+            return None
+        if row["request_hash"] != spec.request_hash:
+            raise IdempotencyConflict()
+        return _job(row)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, spec: JobSpec, now_ms: int) -> Job:
+        run_at = now_ms + int(spec.delay_s * 1000)
+        status = JobState.DELAYED if spec.delay_s > 0 else JobState.WAITING
+        job_id = new_job_id()
+        conn.execute(
+            "INSERT INTO jobs (id, kind, owner, status, priority, run_at, input, meta, webhook, "
+            "max_attempts, timeout_s, idempotency_key, request_hash, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id, spec.kind, spec.owner, status.value, spec.priority, run_at,
+                _dumps(spec.input), _dumps(spec.meta),
+                None if spec.webhook is None else _dumps(spec.webhook),
+                spec.max_attempts, spec.timeout_s, spec.idempotency_key, spec.request_hash,
+                now_ms, now_ms,
+            ),
+        )  # fmt: skip
+        job = _fetch_job(conn, job_id)
+        assert job is not None
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    async def list_jobs(
+        self, owner: str | None, status: str | None, kind: str | None, limit: int, before_seq: int | None
+    ) -> tuple[list[Job], int | None]:
+        where, params = [], []
+        for column, value in (("owner", owner), ("status", status), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = await self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
+        )
+        jobs = [_job(r) for r in rows[:limit]]
+        next_cursor = rows[limit - 1]["seq"] if len(rows) > limit else None
+        return jobs, next_cursor
+
+    # --- the worker's side -------------------------------------------------------------------
+
+    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int) -> list[Job]:
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            conn.execute(
+                "UPDATE jobs SET status = 'waiting', updated_at = ? WHERE status = 'delayed' AND run_at <= ?",
+                (now_ms, now_ms),
+            )
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'active', attempts = attempts + 1, lease_until = ?, "
+                "lease_owner = ?, started_at = COALESCE(started_at, ?), updated_at = ?, progress = NULL "
+                "WHERE seq IN (SELECT seq FROM jobs WHERE status = 'waiting' "
+                "ORDER BY priority DESC, run_at, seq LIMIT ?) AND status = 'waiting' "
+                f"RETURNING {_JOB_COLUMNS}",
+                (now_ms + lease_ms, worker_id, now_ms, now_ms, limit),
+            ).fetchall()
+            jobs = sorted((_job(r) for r in rows), key=lambda j: (-j.priority, j.run_at))
+            conn.executemany(
+                "INSERT OR REPLACE INTO attempts (job_id, number, started_at) VALUES (?, ?, ?)",
+                [(j.id, j.attempts, now_ms) for j in jobs],
+            )
+            return jobs
+
+        return await self._write(op)
+
+    async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
+        if not job_ids:
+            return set()
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            marks = ",".join("?" * len(job_ids))
+            rows = conn.execute(
+                f"UPDATE jobs SET lease_until = ? WHERE id IN ({marks}) AND status = 'active' "
+                "AND lease_owner = ? RETURNING id",
+                (lease_until_ms, *job_ids, worker_id),
+            ).fetchall()
+            return {r["id"] for r in rows}
+
+        return await self._write(op)
+
+    async def finish(self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            changed = conn.execute(
+                "UPDATE jobs SET status = ?, result_available = 1, completed_at = ?, updated_at = ?, "
+                "expires_at = ?, lease_until = NULL, error = NULL "
+                "WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                (result.status.value, now_ms, now_ms, expires_at_ms, job_id, worker_id),
+            ).rowcount
+            if not changed:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO results (job_id, outputs, stats) VALUES (?, ?, ?)",
+                (job_id, _dumps(result.outputs), _dumps(result.stats)),
+            )
+            _end_attempt(conn, job_id, now_ms, result.status.value, None)
+            return True
+
+        return await self._write(op)
+
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: dict[str, Any],
+        retry_at_ms: int | None,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if retry_at_ms is None:
+                sql = (
+                    "UPDATE jobs SET status = 'failed', error = ?, completed_at = ?, updated_at = ?, "
+                    "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active' AND lease_owner = ?"
+                )
+                params: tuple[Any, ...] = (_dumps(error), now_ms, now_ms, expires_at_ms, job_id, worker_id)
+            else:
+                sql = (
+                    "UPDATE jobs SET status = 'delayed', error = ?, run_at = ?, updated_at = ?, "
+                    "lease_until = NULL WHERE id = ? AND status = 'active' AND lease_owner = ?"
+                )
+                params = (_dumps(error), retry_at_ms, now_ms, job_id, worker_id)
+            if not conn.execute(sql, params).rowcount:
+                return False
+            _end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
+            return True
+
+        return await self._write(op)
+
+    async def release(self, job_ids: list[str], worker_id: str, now_ms: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            for job_id in job_ids:
+                changed = conn.execute(
+                    "UPDATE jobs SET status = 'waiting', attempts = attempts - 1, lease_until = NULL, "
+                    "lease_owner = NULL, updated_at = ? WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                    (now_ms, job_id, worker_id),
+                ).rowcount
+                if changed:
+                    conn.execute("DELETE FROM attempts WHERE job_id = ? AND ended_at IS NULL", (job_id,))
+
+        await self._write(op)
+
+    async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND status = 'active'",
+                (_dumps(progress), now_ms, job_id),
+            )
+
+        await self._write(op)
+
+    # --- the owner's side --------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, now_ms: int, expires_at_ms: int) -> tuple[Job, JobState]:
+        def op(conn: sqlite3.Connection) -> tuple[Job, JobState]:
+            job = _fetch_job(conn, job_id)
+            if job is None:
+                raise NotFound()
+            if job.is_terminal:
+                raise JobFinished(f"the job is already {job.status.value}")
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', completed_at = ?, updated_at = ?, expires_at = ?, "
+                f"lease_until = NULL WHERE id = ? AND status IN {_guarded_status(JobState.CANCELLED)}",
+                (now_ms, now_ms, expires_at_ms, job_id),
+            )
+            _end_attempt(conn, job_id, now_ms, "cancelled", None)
+            updated = _fetch_job(conn, job_id)
+            assert updated is not None
+            return updated, job.status
+
+        return await self._write(op)
+
+    async def retry(self, job_id: str, now_ms: int) -> Job:
+        def op(conn: sqlite3.Connection) -> Job:
+            job = _fetch_job(conn, job_id)
+            if job is None:
+                raise NotFound()
+            if job.status not in (JobState.FAILED, JobState.CANCELLED):
+                raise JobFinished(f"only failed or cancelled jobs can be retried; this one is {job.status.value}")
+            conn.execute(
+                "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = ?, updated_at = ?, "
+                "completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, result_available = 0 "
+                f"WHERE id = ? AND status IN {_guarded_status(JobState.WAITING)}",
+                (now_ms, now_ms, job_id),
+            )
+            conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM pages WHERE job_id = ?", (job_id,))
+            updated = _fetch_job(conn, job_id)
+            assert updated is not None
+            return updated
+
+        return await self._write(op)
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    async def recover_expired(
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+    ) -> Recovered:
+        dead = dead_owners or []
+
+        def op(conn: sqlite3.Connection) -> Recovered:
+            marks = ",".join("?" * len(dead))
+            owner_clause = f" OR lease_owner IN ({marks})" if dead else ""
+            rows = conn.execute(
+                f"SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
+                f"AND (lease_until < ?{owner_clause})",
+                (now_ms, *dead),
+            ).fetchall()
+            recovered = Recovered([], [])
+            for row in rows:
+                self._recover_one(conn, row, now_ms, max_recoveries, recovered)
+            return recovered
+
+        return await self._write(op)
+
+    @staticmethod
+    def _recover_one(
+        conn: sqlite3.Connection, row: sqlite3.Row, now_ms: int, max_recoveries: int, out: Recovered
+    ) -> None:
+        recoveries = row["recoveries"] + 1
+        if recoveries > max_recoveries:
+            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
+        elif row["attempts"] >= row["max_attempts"]:
+            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
+        else:
+            conn.execute(
+                "UPDATE jobs SET status = 'waiting', recoveries = ?, lease_until = NULL, lease_owner = NULL, "
+                "updated_at = ? WHERE id = ? AND status = 'active'",
+                (recoveries, now_ms, row["id"]),
+            )
+            _end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
+            out.requeued.append(row["id"])
+            return
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', recoveries = ?, error = ?, completed_at = ?, updated_at = ?, "
+            "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active'",
+            (recoveries, _dumps(error), now_ms, now_ms, now_ms, row["id"]),
+        )
+        _end_attempt(conn, row["id"], now_ms, "lost", error)
+        out.failed.append(row["id"])
+
+    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= ? LIMIT ?) RETURNING id",
+                (now_ms, limit),
+            ).fetchall()
+            return [r["id"] for r in rows]
+
+        return await self._write(op)
+
+    async def next_run_at(self) -> int | None:
+        rows = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'delayed'")
+        return rows[0][0] if rows else None
+
+    async def get_result(self, job_id: str) -> JobResult | None:
+        rows = await self._read(
+            "SELECT j.status, r.outputs, r.stats FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?",
+            (job_id,),
+        )
+        if not rows:
+            return None
+        return JobResult(JobState(rows[0]["status"]), json.loads(rows[0]["outputs"]), json.loads(rows[0]["stats"]))
+
+    async def attempts(self, job_id: str) -> list[Attempt]:
+        rows = await self._read(
+            "SELECT number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = ? ORDER BY number",
+            (job_id,),
+        )
+        return [Attempt(r["number"], r["started_at"], r["ended_at"], r["outcome"], _loads(r["error"])) for r in rows]
+
+    async def add_file(self, file: StoredFile) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO files (job_id, name, content_type, size) VALUES (?, ?, ?, ?)",
+                (file.job_id, file.name, file.content_type, file.size),
+            )
+
+        await self._write(op)
+
+    async def get_file(self, job_id: str, name: str) -> StoredFile | None:
+        rows = await self._read(
+            "SELECT job_id, name, content_type, size FROM files WHERE job_id = ? AND name = ?", (job_id, name)
+        )
+        return StoredFile(*rows[0]) if rows else None
+
+    async def active_owners(self) -> list[str]:
+        rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
+        return [r[0] for r in rows if r[0]]
+
+    async def stats(self, now_ms: int) -> dict[str, Any]:
+        counts = {state.value: 0 for state in JobState}
+        for row in await self._read("SELECT status, count(*) FROM jobs GROUP BY status"):
+            counts[row[0]] = row[1]
+        oldest = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'waiting'")
+        oldest_ms = oldest[0][0] if oldest else None
+        return {
+            "counts": counts,
+            "queue_depth": counts["waiting"] + counts["delayed"],
+            "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
+        }

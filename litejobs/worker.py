@@ -1,0 +1,270 @@
+"""WorkerPool: claim due jobs, run each kind under its timeout and lease, and record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from litejobs.config import Config
+from litejobs.errors import ApiError, JobError, JobTimeout
+from litejobs.events import ChangeFeed
+from litejobs.files import FileArea
+from litejobs.jobs import Job, backoff_s, should_retry
+from litejobs.kinds import KindRegistry
+from litejobs.store import Store, StoredFile
+
+log = logging.getLogger("litejobs.worker")
+
+#: how often an idle dispatcher looks at the database anyway: another process may have submitted
+IDLE_POLL_S = 1.0
+
+
+def new_worker_id() -> str:
+    """host:pid:token — lets a restarted server tell its dead predecessor's leases from live ones."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class Resources:
+    """What kinds may use, handed to every JobContext."""
+
+    config: Config
+    fetcher: Any
+    browser: Any = None
+    files: FileArea | None = None
+
+
+@dataclass
+class JobContext:
+    """The KindContext a running job sees."""
+
+    job_id: str
+    attempt: int
+    resources: Resources
+    _store: Store
+    _feed: ChangeFeed
+    _clock: Callable[[], int]
+    files_saved: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        return self.resources.config
+
+    @property
+    def fetcher(self) -> Any:
+        return self.resources.fetcher
+
+    @property
+    def browser(self) -> Any:
+        return self.resources.browser
+
+    async def report_progress(self, message: str, progress: float | None = None) -> None:
+        value = {"message": message, "progress": None if progress is None else max(0.0, min(1.0, progress))}
+        await self._store.set_progress(self.job_id, value, self._clock())
+        job = await self._store.get(self.job_id)
+        if job is not None:
+            self._feed.publish(job)
+
+    async def save_file(self, name: str, data: bytes, content_type: str) -> str:
+        assert self.resources.files is not None, "no file area configured"
+        await self.resources.files.write(self.job_id, name, data)
+        await self._store.add_file(StoredFile(self.job_id, name, content_type, len(data)))
+        self.files_saved.append({"name": name, "content_type": content_type, "size": len(data)})
+        return f"/v1/files/{self.job_id}/{name}"
+
+
+def error_of(exc: BaseException) -> tuple[dict[str, str], bool]:
+    """An attempt's exception → (the job's `error`, whether another attempt may help)."""
+    if isinstance(exc, TimeoutError):
+        exc = JobTimeout()
+    if isinstance(exc, JobError):
+        return {"code": exc.code, "message": exc.message}, exc.retryable
+    if isinstance(exc, ApiError):  # a stored input that no longer validates: retrying cannot help
+        return {"code": exc.code, "message": exc.message}, False
+    log.exception("job crashed", exc_info=exc)
+    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}, True
+
+
+class WorkerPool:
+    """`concurrency` jobs at once in this process. Woken at once by `notify()` after a submit, at a
+    delayed job's run_at, and every IDLE_POLL_S for jobs submitted by another process."""
+
+    def __init__(
+        self,
+        store: Store,
+        kinds: KindRegistry,
+        resources: Resources,
+        feed: ChangeFeed,
+        *,
+        clock: Callable[[], int],
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.kinds = kinds
+        self.resources = resources
+        self.feed = feed
+        self.clock = clock
+        self.worker_id = worker_id or new_worker_id()
+        queue = resources.config.queue
+        self.concurrency = queue.concurrency
+        self.lease_ms = int(queue.lease_s * 1000)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not self._stopping
+
+    async def __aenter__(self) -> WorkerPool:
+        self._tasks = [
+            asyncio.create_task(self._dispatch_forever(), name="litejobs-dispatcher"),
+            asyncio.create_task(self._heartbeat_forever(), name="litejobs-heartbeat"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(self.resources.config.server.shutdown_grace_s)
+
+    def notify(self) -> None:
+        """A job became due: claim without waiting for the next poll."""
+        self._wake.set()
+
+    async def cancel_local(self, job_id: str, timeout_s: float = 2.0) -> None:
+        """Stop the task running `job_id` here, if any (its job was cancelled in the store)."""
+        task = self._running.get(job_id)
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=timeout_s)
+
+    async def stop(self, grace_s: float) -> None:
+        """Claim nothing more; give running jobs `grace_s`, then hand the rest back to the queue."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await asyncio.wait(set(self._running.values()), timeout=grace_s)
+        leftover = dict(self._running)
+        for task in leftover.values():
+            task.cancel()
+        if leftover:
+            await asyncio.wait(set(leftover.values()), timeout=5)
+            with contextlib.suppress(Exception):
+                await self.store.release(list(leftover), self.worker_id, self.clock())
+            log.info("handed %d active jobs back to the queue", len(leftover))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _dispatch_forever(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._running)
+            if free > 0:
+                try:
+                    jobs = await self.store.claim(free, self.worker_id, self.clock(), self.lease_ms)
+                except Exception:
+                    log.exception("claim failed; retrying")
+                    jobs = []
+                    await asyncio.sleep(0.5)
+                for job in jobs:
+                    self._start(job)
+                if len(jobs) == free:
+                    continue
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        timeout = IDLE_POLL_S
+        with contextlib.suppress(Exception):
+            next_run = await self.store.next_run_at()
+            if next_run is not None:
+                timeout = min(timeout, max(0.0, (next_run - self.clock()) / 1000))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _start(self, job: Job) -> None:
+        self.feed.publish(job)
+        task = asyncio.create_task(self._run(job), name=f"litejobs-job-{job.id}")
+        self._running[job.id] = task
+        task.add_done_callback(lambda _: self._finished(job.id))
+
+    def _finished(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self._wake.set()
+
+    async def _run(self, job: Job) -> None:
+        context = JobContext(job.id, job.attempts, self.resources, self.store, self.feed, self.clock)
+        try:
+            kind = self.kinds.get(job.kind)
+            params = kind.parse(job.input)
+            result = await asyncio.wait_for(kind.run(params, context), job.timeout_s)
+        except asyncio.CancelledError:
+            return  # cancelled by its owner, or shutdown: the store already knows, or stop() releases it
+        except Exception as exc:
+            await self._record_failure(job, exc)
+            return
+        if context.files_saved:
+            result.stats.setdefault("files", context.files_saved)
+        await self._record(job, self.store.finish(job.id, self.worker_id, result, self.clock(), self._expiry()))
+
+    async def _record_failure(self, job: Job, exc: BaseException) -> None:
+        error, retryable = error_of(exc)
+        error["attempt"] = job.attempts  # type: ignore[assignment]
+        retry_at = None
+        if should_retry(job.attempts, job.max_attempts, retryable):
+            queue = self.resources.config.queue
+            delay_s = backoff_s(job.attempts, queue.backoff_base_s, queue.backoff_max_s, random.random())
+            retry_at = self.clock() + int(delay_s * 1000)
+        await self._record(job, self.store.fail(job.id, self.worker_id, error, retry_at, self.clock(), self._expiry()))
+
+    async def _record(self, job: Job, write: Any) -> None:
+        # the write is shielded: a cancel arriving now must not lose an outcome already reached
+        try:
+            changed = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("could not record the outcome of %s; its lease will expire and it will rerun", job.id)
+            return
+        if changed:
+            updated = await self.store.get(job.id)
+            if updated is not None:
+                self.feed.publish(updated)
+
+    def _expiry(self) -> int:
+        return self.clock() + int(self.resources.config.store.retention_s * 1000)
+
+    async def _heartbeat_forever(self) -> None:
+        interval = max(0.05, self.lease_ms / 3000)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                alive = await self.store.heartbeat(ids, self.worker_id, self.clock() + self.lease_ms)
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            for job_id in set(ids) - alive:
+                task = self._running.get(job_id)
+                if task is not None:  # cancelled elsewhere, or the lease was lost: stop the work
+                    task.cancel()
