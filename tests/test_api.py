@@ -1,0 +1,383 @@
+"""The native API over HTTP against the real server: every endpoint and every error code."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from tests.support import FakeClock, Http, ServerThread, TargetSite, make_config
+
+PAGE = """<html lang="en"><head><title>Shop</title><meta name="description" content="Things to buy">
+<link rel="canonical" href="/shop"><meta property="og:title" content="The Shop"></head>
+<body><h1>Welcome</h1><p>Hello <a href="/a#top">A</a> and <a href="https://example.org/b">B</a></p>
+<script>var hidden = 1;</script></body></html>"""
+
+
+def error_of(resp) -> dict:  # type: ignore[no-untyped-def]
+    body = resp.json
+    assert set(body) == {"error", "request_id"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert body["error"]["message"] and body["request_id"] == resp.headers["x-request-id"]
+    return body["error"]  # type: ignore[no-any-return]
+
+
+def test_a_fetch_job_goes_from_202_to_a_result(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/shop", PAGE)
+    outputs = ["html", "markdown", "text", "links", "metadata", "headers"]
+    resp = server.http.post("/v1/jobs", {"kind": "fetch", "input": {"url": url, "output": outputs}, "meta": {"r": 1}})
+    assert resp.status == 202
+    job = resp.json
+    assert resp.headers["location"] == f"/v1/jobs/{job['job_id']}"
+    assert job["status"] == "waiting" and job["kind"] == "fetch" and job["meta"] == {"r": 1}
+    assert job["created_at"].endswith("Z") and job["max_attempts"] == 3
+    done = server.http.wait(job["job_id"])
+    assert done["status"] == "completed" and done["attempts"] == 1 and done["result_available"]
+    assert done["started_at"] and done["completed_at"] and done["expires_at"]
+    result = server.http.get(f"/v1/jobs/{job['job_id']}/result").json
+    out = result["outputs"]
+    assert result["status"] == "completed" and result["kind"] == "fetch"
+    assert out["status_code"] == 200 and out["final_url"] == url and out["content_type"] == "text/html"
+    assert "# Welcome" in out["markdown"] and f"[A]({site.url('/a#top')})" in out["markdown"]
+    assert "hidden" not in out["text"] and "Hello A and B" in out["text"]
+    assert out["links"] == [site.url("/a"), "https://example.org/b"]
+    assert out["metadata"]["title"] == "Shop" and out["metadata"]["description"] == "Things to buy"
+    assert out["metadata"]["canonical"] == site.url("/shop") and out["metadata"]["language"] == "en"
+    assert out["metadata"]["og"]["title"] == "The Shop"
+    assert out["headers"]["Content-Type"].startswith("text/html")
+    assert "<h1>Welcome</h1>" in out["html"]
+    assert site.hits["/shop"] == 1
+
+
+def test_a_job_can_post_json_and_forms_with_headers(server: ServerThread, site: TargetSite) -> None:
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "method": request.method,
+                "type": request.content_type,
+                "body": await request.text(),
+                "x": request.headers.get("X-Token"),
+            }
+        )
+
+    url = site.add("/echo", echo)
+    as_json = server.http.submit(
+        {"url": url, "method": "POST", "body": {"q": "shoes"}, "headers": {"X-Token": "t"}, "output": ["html"]}
+    )
+    as_form = server.http.submit(
+        {
+            "url": url,
+            "method": "post",
+            "body": "a=1&b=2",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            "output": ["html"],
+        }
+    )
+    import json
+
+    for job, expected_type, expected_body, token in (
+        (as_json, "application/json", {"q": "shoes"}, "t"),
+        (as_form, "application/x-www-form-urlencoded", "a=1&b=2", None),
+    ):
+        assert server.http.wait(job["job_id"])["status"] == "completed"
+        seen = json.loads(server.http.get(f"/v1/jobs/{job['job_id']}/result").json["outputs"]["html"])
+        assert seen["method"] == "POST" and seen["type"] == expected_type and seen["x"] == token
+        body = json.loads(seen["body"]) if expected_type == "application/json" else seen["body"]
+        assert body == expected_body
+
+
+def test_a_4xx_from_the_target_is_a_result_fetched_once(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/gone", "<h1>Not here</h1>", status=404)
+    job = server.http.submit({"url": url})
+    done = server.http.wait(job["job_id"])
+    assert done["status"] == "completed" and done["attempts"] == 1
+    assert server.http.get(f"/v1/jobs/{job['job_id']}/result").json["outputs"]["status_code"] == 404
+    assert site.hits["/gone"] == 1
+
+
+def test_a_flaky_target_is_retried_until_it_answers(server: ServerThread, site: TargetSite) -> None:
+    async def flaky(request: web.Request) -> web.Response:
+        if site.hits["/flaky"] < 3:
+            return web.Response(status=503, text="busy")
+        return web.Response(text="<p>finally</p>", content_type="text/html")
+
+    job = server.http.submit({"url": site.add("/flaky", flaky)})
+    done = server.http.wait(job["job_id"])
+    assert done["status"] == "completed" and done["attempts"] == 3
+    assert site.hits["/flaky"] == 3
+
+
+def test_a_target_that_keeps_failing_ends_failed_with_a_code(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/down", "oops", status=500)
+    job = server.http.submit({"url": url}, max_attempts=2)
+    done = server.http.wait(job["job_id"])
+    assert done["status"] == "failed" and done["attempts"] == 2
+    assert done["error"]["code"] == "upstream_status" and "500" in done["error"]["message"]
+    assert site.hits["/down"] == 2
+    resp = server.http.get(f"/v1/jobs/{job['job_id']}/result")
+    assert resp.status == 409 and error_of(resp)["code"] == "result_not_available"
+
+
+def test_a_job_past_its_timeout_fails_with_code_timeout(server: ServerThread, site: TargetSite) -> None:
+    import asyncio
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(10)
+        return web.Response(text="late")
+
+    job = server.http.submit({"url": site.add("/slow", slow)}, timeout_s=1, max_attempts=1)
+    started = time.monotonic()
+    done = server.http.wait(job["job_id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "timeout"
+    assert time.monotonic() - started < 8
+
+
+def test_cancelling_an_active_job_stops_it_within_two_seconds(server: ServerThread, site: TargetSite) -> None:
+    import asyncio
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(text="late")
+
+    job = server.http.submit({"url": site.add("/slow", slow)})
+    for _ in range(100):
+        if server.http.get(f"/v1/jobs/{job['job_id']}").json["status"] == "active":
+            break
+        time.sleep(0.05)
+    started = time.monotonic()
+    resp = server.http.delete(f"/v1/jobs/{job['job_id']}")
+    assert resp.status == 200 and resp.json["status"] == "cancelled"
+    assert time.monotonic() - started < 2
+    assert server.app is not None and server.app.workers is not None and server.app.workers.busy == 0
+    time.sleep(0.3)
+    assert server.http.get(f"/v1/jobs/{job['job_id']}").json["status"] == "cancelled"
+    again = server.http.delete(f"/v1/jobs/{job['job_id']}")
+    assert again.status == 409 and error_of(again)["code"] == "job_finished"
+
+
+def test_a_cancelled_job_can_be_retried(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    job = server.http.submit({"url": url}, delay_s=60)
+    assert job["status"] == "delayed"
+    assert server.http.delete(f"/v1/jobs/{job['job_id']}").json["status"] == "cancelled"
+    resp = server.http.post(f"/v1/jobs/{job['job_id']}/retry")
+    assert resp.status == 202 and resp.json["status"] == "waiting"
+    assert server.http.wait(job["job_id"])["status"] == "completed"
+    again = server.http.post(f"/v1/jobs/{job['job_id']}/retry")
+    assert again.status == 409 and error_of(again)["code"] == "job_finished"
+
+
+def test_delayed_jobs_run_when_due(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    job = server.http.submit({"url": url}, delay_s=0.5)
+    assert job["status"] == "delayed"
+    assert server.http.wait(job["job_id"])["status"] == "completed"
+
+
+def test_idempotency_key_replays_and_conflicts(server: ServerThread, site: TargetSite) -> None:
+    body = {"kind": "fetch", "input": {"url": site.add_html("/p", "<p>x</p>")}}
+    first = server.http.post("/v1/jobs", body, headers={"Idempotency-Key": "abc"})
+    again = server.http.post("/v1/jobs", body, headers={"Idempotency-Key": "abc"})
+    assert first.status == 202 and again.status == 200
+    assert again.headers["idempotent-replayed"] == "true" and again.json["job_id"] == first.json["job_id"]
+    other = server.http.post("/v1/jobs", {**body, "meta": {"x": 1}}, headers={"Idempotency-Key": "abc"})
+    assert other.status == 409 and error_of(other)["code"] == "idempotency_conflict"
+
+
+def test_batches_are_all_or_nothing(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    good = server.http.post("/v1/jobs/batch", {"jobs": [{"input": {"url": url}} for _ in range(3)]})
+    assert good.status == 202 and len(good.json["jobs"]) == 3
+    bad = server.http.post(
+        "/v1/jobs/batch", {"jobs": [{"input": {"url": url}}, {"input": {"url": "file:///etc/passwd"}}]}
+    )
+    assert bad.status == 422
+    assert error_of(bad)["details"][0]["field"] == "jobs[1].input.url"
+    assert len(server.http.get("/v1/jobs").json["jobs"]) == 3
+    huge = server.http.post("/v1/jobs/batch", {"jobs": [{"input": {"url": url}}] * 1001})
+    assert huge.status == 422 and error_of(huge)["details"][0]["field"] == "jobs"
+
+
+def test_get_with_wait_returns_as_soon_as_the_job_ends(server: ServerThread, site: TargetSite) -> None:
+    job = server.http.submit({"url": site.add_html("/p", "<p>x</p>")})
+    started = time.monotonic()
+    resp = server.http.get(f"/v1/jobs/{job['job_id']}?wait=20")
+    assert resp.json["status"] == "completed" and time.monotonic() - started < 5
+    pending = server.http.submit({"url": site.url("/p")}, delay_s=60)
+    started = time.monotonic()
+    assert server.http.get(f"/v1/jobs/{pending['job_id']}?wait=0.5").json["status"] == "delayed"
+    assert time.monotonic() - started >= 0.45
+    too_long = server.http.get(f"/v1/jobs/{job['job_id']}?wait=61")
+    assert too_long.status == 422 and error_of(too_long)["details"][0]["field"] == "wait"
+
+
+def test_list_pages_newest_first_and_filters(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    ids = [server.http.submit({"url": url}, delay_s=60)["job_id"] for _ in range(5)]
+    seen, cursor = [], None
+    for _ in range(10):
+        page = server.http.get("/v1/jobs?limit=2" + (f"&cursor={cursor}" if cursor else "")).json
+        seen += [j["job_id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ids[::-1]
+    assert len(server.http.get("/v1/jobs?status=delayed").json["jobs"]) == 5
+    assert server.http.get("/v1/jobs?status=completed").json["jobs"] == []
+    assert server.http.get("/v1/jobs?kind=render").json["jobs"] == []
+    bad = server.http.get("/v1/jobs?status=sleeping")
+    assert bad.status == 422 and error_of(bad)["details"][0]["field"] == "status"
+    assert server.http.get("/v1/jobs?cursor=zzz").status == 422
+
+
+def test_stats_count_jobs_by_status(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    server.http.wait(server.http.submit({"url": url})["job_id"])
+    server.http.submit({"url": url}, delay_s=60)
+    stats = server.http.get("/v1/stats").json
+    assert stats["counts"]["completed"] == 1 and stats["counts"]["delayed"] == 1
+    assert stats["queue_depth"] == 1 and stats["workers"]["total"] == 8
+    assert "state" in stats["browser"]
+
+
+def test_sync_scrape_answers_inline_or_504(tmp_path: Path, site: TargetSite) -> None:
+    import asyncio
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    with ServerThread(make_config(tmp_path, limits={"sync_timeout_s": 0.5})) as server:
+        ok = server.http.post("/v1/scrape", {"url": site.add_html("/p", "<h1>Now</h1>"), "output": ["markdown"]})
+        assert ok.status == 200 and ok.json["outputs"]["markdown"].strip() == "# Now"
+        late = server.http.post("/v1/scrape", {"url": site.add("/slow", slow)})
+        assert late.status == 504
+        assert error_of(late)["code"] == "sync_timeout" and "/v1/scrape/async" in error_of(late)["message"]
+        down = server.http.post("/v1/scrape", {"url": "http://127.0.0.1:9/"})
+        assert down.status == 502 and error_of(down)["code"] == "network_error"
+        queued = server.http.post("/v1/scrape/async", {"url": site.url("/p")})
+        assert queued.status == 202 and queued.json["kind"] == "fetch"
+        assert server.http.wait(queued.json["job_id"])["status"] == "completed"
+
+
+def test_health_readiness_and_openapi(server: ServerThread) -> None:
+    assert server.http.get("/healthz").json == {"status": "ok"}
+    ready = server.http.get("/readyz")
+    assert ready.status == 200 and ready.json["ready"] and ready.json["store"] and ready.json["workers"]
+    spec = server.http.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.1") and "/v1/jobs/{job_id}/result" in spec["paths"]
+
+
+def test_bad_requests_get_clear_errors(server: ServerThread) -> None:
+    http = server.http
+    broken = http.request("POST", "/v1/jobs", raw=b"{nope", headers={"Content-Type": "application/json"})
+    assert broken.status == 400 and error_of(broken)["code"] == "invalid_json"
+    bad_utf8 = http.request("POST", "/v1/jobs", raw=b'{"a": "\xff"}', headers={"Content-Type": "application/json"})
+    assert bad_utf8.status == 400
+    deep = http.request(
+        "POST", "/v1/jobs", raw=b"[" * 100_000 + b"]" * 100_000, headers={"Content-Type": "application/json"}
+    )
+    assert deep.status == 400
+    form = http.request("POST", "/v1/jobs", raw=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status == 415 and error_of(form)["code"] == "unsupported_media_type"
+    big = http.request(
+        "POST", "/v1/jobs", raw=b'"' + b"x" * 2_000_000 + b'"', headers={"Content-Type": "application/json"}
+    )
+    assert big.status == 413 and error_of(big)["code"] == "payload_too_large"
+    missing = http.get("/v1/jobs/job_00000000000000000000000000000000")
+    assert missing.status == 404 and error_of(missing)["code"] == "not_found"
+    assert http.get("/v1/jobs/not-a-job").status == 404
+    assert http.get("/v1/nothing-here").status == 404 and error_of(http.get("/v1/nothing-here"))["code"] == "not_found"
+    unknown_kind = http.post("/v1/jobs", {"kind": "teleport", "input": {"url": "http://127.0.0.1/"}})
+    assert unknown_kind.status == 422 and error_of(unknown_kind)["code"] == "unsupported_kind"
+
+
+def test_validation_names_every_bad_field(server: ServerThread) -> None:
+    resp = server.http.post(
+        "/v1/jobs",
+        {"kind": "fetch", "input": {"url": "file:///etc/passwd", "output": ["pdf", "poem"], "headers": {"X": "a\r\nB: c"}},
+         "priority": 1000, "timeout_s": 100000, "surprise": 1},
+    )  # fmt: skip
+    assert resp.status == 422
+    error = error_of(resp)
+    fields = {d["field"] for d in error["details"]}
+    assert {"priority", "timeout_s", "surprise"} <= fields
+    for url in ("javascript:alert(1)", "data:text/html,hi", "chrome://settings", "ftp://x/", "/relative"):
+        bad = server.http.post("/v1/jobs", {"input": {"url": url}})
+        assert bad.status == 422 and error_of(bad)["details"][0]["field"] == "input.url", url
+    header = server.http.post("/v1/jobs", {"input": {"url": "http://127.0.0.1/", "headers": {"X": "a\r\nB: c"}}})
+    assert header.status == 422 and error_of(header)["details"][0]["field"] == "input.headers.X"
+    outputs = server.http.post("/v1/jobs", {"input": {"url": "http://127.0.0.1/", "output": ["poem"]}})
+    assert outputs.status == 422 and "poem" in error_of(outputs)["details"][0]["problem"]
+
+
+def test_keys_guard_every_route_but_healthz(tmp_path: Path, site: TargetSite) -> None:
+    config = make_config(tmp_path, auth={"keys": ["alice-key", "bob-key"]})
+    with ServerThread(config) as server:
+        anonymous = Http(server.base_url)
+        alice, bob = Http(server.base_url, "alice-key"), Http(server.base_url, "bob-key")
+        assert anonymous.get("/healthz").status == 200
+        no_key = anonymous.get("/v1/jobs")
+        assert no_key.status == 401 and error_of(no_key)["code"] == "unauthorized"
+        assert Http(server.base_url, "mallory").get("/v1/jobs").status == 401
+        job = alice.submit({"url": site.add_html("/p", "<p>x</p>")})
+        assert anonymous.get(f"/v1/jobs/{job['job_id']}", headers={"X-API-Key": "alice-key"}).status == 200
+        assert anonymous.get(f"/v1/jobs/{job['job_id']}?api_key=alice-key").status == 200
+        stolen = bob.get(f"/v1/jobs/{job['job_id']}")
+        assert stolen.status == 403 and error_of(stolen)["code"] == "forbidden"
+        assert bob.delete(f"/v1/jobs/{job['job_id']}").status == 403
+        assert bob.get(f"/v1/jobs/{job['job_id']}/result").status == 403
+        assert bob.get("/v1/jobs").json["jobs"] == []
+        assert [j["job_id"] for j in alice.get("/v1/jobs").json["jobs"]] == [job["job_id"]]
+
+
+def test_a_disabled_queue_answers_503_and_points_to_sync(tmp_path: Path, site: TargetSite) -> None:
+    with ServerThread(make_config(tmp_path, queue={"enabled": False})) as server:
+        for path, body in (
+            ("/v1/jobs", {"input": {"url": site.url("/p")}}),
+            ("/v1/scrape/async", {"url": site.url("/p")}),
+        ):
+            resp = server.http.post(path, body)
+            assert resp.status == 503 and error_of(resp)["code"] == "queue_disabled"
+            assert "POST /v1/scrape" in error_of(resp)["message"]
+        batch = server.http.post("/v1/jobs/batch", {"jobs": [{"input": {"url": site.url("/p")}}]})
+        assert batch.status == 503
+        site.add_html("/p", "<p>still works</p>")
+        assert (
+            server.http.post("/v1/scrape", {"url": site.url("/p"), "output": ["text"]}).json["outputs"]["text"]
+            == "still works"
+        )
+        assert server.http.get("/readyz").status == 200
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, site: TargetSite) -> None:
+    with ServerThread(make_config(tmp_path, queue={"max_depth": 2})) as server:
+        for _ in range(2):
+            server.http.submit({"url": site.url("/p")}, delay_s=60)
+        full = server.http.post("/v1/jobs", {"input": {"url": site.url("/p")}})
+        assert full.status == 429 and error_of(full)["code"] == "queue_full"
+        assert int(full.headers["retry-after"]) >= 1
+
+
+def test_rate_limit_per_key(tmp_path: Path) -> None:
+    config = make_config(tmp_path, auth={"keys": ["k"], "rate_per_s": 2})
+    with ServerThread(config) as server:
+        statuses = [server.http.get("/v1/jobs").status for _ in range(5)]
+        assert statuses[:2] == [200, 200] and 429 in statuses
+        limited = next(r for r in (server.http.get("/v1/jobs") for _ in range(3)) if r.status == 429)
+        assert error_of(limited)["code"] == "rate_limited" and int(limited.headers["retry-after"]) >= 1
+
+
+def test_terminal_jobs_expire_after_retention(server: ServerThread, site: TargetSite, clock: FakeClock) -> None:
+    job = server.http.submit({"url": site.add_html("/p", "<p>x</p>")})
+    server.http.wait(job["job_id"])
+    waiting = server.http.submit({"url": site.url("/p")}, delay_s=10 * 86400)
+    assert server.app is not None
+    clock.advance(86400 - 5)
+    assert server.call(server.app.sweeper.sweep_once()) == []
+    clock.advance(10)
+    assert server.call(server.app.sweeper.sweep_once()) == [job["job_id"]]
+    gone = server.http.get(f"/v1/jobs/{job['job_id']}")
+    assert gone.status == 404 and error_of(gone)["code"] == "not_found"
+    assert server.http.get(f"/v1/jobs/{waiting['job_id']}").status == 200
