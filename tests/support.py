@@ -246,7 +246,8 @@ class ServerProcess:
         self.output: list[str] = []
         self.base_url = self._read_address()
         self.http = Http(self.base_url)
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _read_address(self) -> str:
         assert self.proc.stdout is not None
@@ -266,10 +267,24 @@ class ServerProcess:
         for line in self.proc.stdout:
             self.output.append(line)
 
+    def _closed(self) -> None:
+        self._drainer.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
+        self._closed()
 
     def terminate(self, timeout_s: float = 30) -> int:
+        """SIGTERM, then the exit code (a hung server is killed and fails the test)."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+        finally:
+            self._closed()
