@@ -50,6 +50,7 @@ class SyncContext:
     job_id: str = "sync"
     attempt: int = 1
     progress: list[dict[str, Any]] = field(default_factory=list)
+    pages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def config(self) -> Config:
@@ -62,6 +63,16 @@ class SyncContext:
     @property
     def browser(self) -> Any:
         return self.resources.browser
+
+    @property
+    def host_gate(self) -> Any:
+        return self.resources.host_gate
+
+    async def save_pages(self, pages: list[dict[str, Any]]) -> None:
+        self.pages.extend(pages)
+
+    async def saved_page_urls(self) -> list[str]:
+        return [page["url"] for page in self.pages]
 
     async def report_progress(self, message: str, progress: float | None = None) -> None:
         self.progress.append({"message": message, "progress": progress})

@@ -40,6 +40,8 @@ class Resources:
     fetcher: Any
     browser: Any = None
     files: FileArea | None = None
+    #: per-host politeness shared by every running job (litejobs.politeness.HostGate)
+    host_gate: Any = None
 
 
 @dataclass
@@ -65,6 +67,16 @@ class JobContext:
     @property
     def browser(self) -> Any:
         return self.resources.browser
+
+    @property
+    def host_gate(self) -> Any:
+        return self.resources.host_gate
+
+    async def save_pages(self, pages: list[dict[str, Any]]) -> None:
+        await self._store.add_pages(self.job_id, pages)
+
+    async def saved_page_urls(self) -> list[str]:
+        return await self._store.page_urls(self.job_id)
 
     async def report_progress(self, message: str, progress: float | None = None) -> None:
         value = {"message": message, "progress": None if progress is None else max(0.0, min(1.0, progress))}

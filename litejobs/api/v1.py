@@ -83,9 +83,19 @@ async def get_job(request: Request) -> Response:
 
 
 async def get_result(request: Request) -> Response:
+    """The result; a multi-page job (a crawl) adds `pages`, `?offset=&limit=` (limit ≤ 1000) at a time."""
     who = owner(request)
-    job, result = await app_of(request).engine.result(request.path_params["job_id"], who)
-    return JSONResponse(result_body(job, result))
+    app = app_of(request)
+    job, result = await app.engine.result(request.path_params["job_id"], who)
+    body = result_body(job, result)
+    total = await app.store.page_count(job.id)
+    if total:
+        offset = int(query_number(request, "offset", 0, 0, 10**9))
+        limit = int(query_number(request, "limit", 100, 1, 1000))
+        body["pages"] = await app.store.pages(job.id, offset, limit)
+        body["total_pages"] = total
+        body["next_offset"] = offset + limit if offset + limit < total else None
+    return JSONResponse(body)
 
 
 async def cancel_job(request: Request) -> Response:

@@ -28,6 +28,15 @@ class KindContext(Protocol):
     #: the browser pool (litejobs.browser.BrowserPool) or None when the server has none
     browser: Any
 
+    #: per-host politeness shared by all jobs (litejobs.politeness.HostGate), or None
+    host_gate: Any
+
+    async def save_pages(self, pages: list[dict[str, Any]]) -> None:
+        """Store result pages of a multi-page job as they finish (read back page by page)."""
+
+    async def saved_page_urls(self) -> list[str]:
+        """URLs of pages stored by earlier attempts: a resumed job does not fetch them again."""
+
     async def report_progress(self, message: str, progress: float | None = None) -> None:
         """Record `{message, progress}` on the job (progress in [0, 1])."""
 

@@ -94,6 +94,16 @@ class Store(Protocol):
 
     async def get_file(self, job_id: str, name: str) -> StoredFile | None: ...
 
+    async def add_pages(self, job_id: str, pages: list[dict[str, Any]]) -> None:
+        """Append result pages of a multi-page job (a crawl), in order; kept until the job expires."""
+
+    async def pages(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]: ...
+
+    async def page_count(self, job_id: str) -> int: ...
+
+    async def page_urls(self, job_id: str) -> list[str]:
+        """URLs of the pages stored so far: what a resumed crawl must not fetch again."""
+
     async def active_owners(self) -> list[str]: ...
 
     async def stats(self, now_ms: int) -> dict[str, Any]: ...

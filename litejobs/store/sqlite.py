@@ -473,6 +473,36 @@ class SqliteStore:
         )
         return StoredFile(*rows[0]) if rows else None
 
+    async def add_pages(self, job_id: str, pages: list[dict[str, Any]]) -> None:
+        """Append crawl pages (each a JSON object with at least `url`), numbered in arrival order."""
+        if not pages:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            (start,) = conn.execute(
+                "SELECT coalesce(max(seq), -1) + 1 FROM pages WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            conn.executemany(
+                "INSERT INTO pages (job_id, seq, url, data) VALUES (?, ?, ?, ?)",
+                [(job_id, start + i, page["url"], _dumps(page)) for i, page in enumerate(pages)],
+            )
+
+        await self._write(op)
+
+    async def pages(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT data FROM pages WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (job_id, offset, limit)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def page_count(self, job_id: str) -> int:
+        rows = await self._read("SELECT count(*) FROM pages WHERE job_id = ?", (job_id,))
+        return int(rows[0][0])
+
+    async def page_urls(self, job_id: str) -> list[str]:
+        rows = await self._read("SELECT url FROM pages WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [r[0] for r in rows]
+
     async def active_owners(self) -> list[str]:
         rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
         return [r[0] for r in rows if r[0]]
