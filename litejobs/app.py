@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from litejobs import __version__
-from litejobs.api import system, v1
+from litejobs.api import events, system, v1
 from litejobs.api.auth import KeyRing
 from litejobs.api.errors import error_body, error_response, request_id_of
 from litejobs.api.http import RequestIdMiddleware
@@ -140,7 +140,7 @@ class App:
             return JSONResponse(body, status_code=500)
 
         app = Starlette(
-            routes=[*v1.ROUTES, *system.ROUTES],
+            routes=[*v1.ROUTES, *events.ROUTES, *system.ROUTES],
             middleware=[Middleware(RequestIdMiddleware)],
             exception_handlers={LitejobsError: on_litejobs_error, HTTPException: on_http_error, Exception: on_crash},
         )

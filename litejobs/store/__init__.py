@@ -104,6 +104,9 @@ class Store(Protocol):
     async def page_urls(self, job_id: str) -> list[str]:
         """URLs of the pages stored so far: what a resumed crawl must not fetch again."""
 
+    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
+        """The owner's jobs updated at or after `since_ms`, oldest change first."""
+
     async def active_owners(self) -> list[str]: ...
 
     async def stats(self, now_ms: int) -> dict[str, Any]: ...

@@ -73,6 +73,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job_id, seq)
     );
     """,
+    # 2: event streams resume from a time: find a caller's jobs changed since then
+    """
+    CREATE INDEX jobs_owner_updated ON jobs(owner, updated_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

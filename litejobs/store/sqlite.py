@@ -503,6 +503,14 @@ class SqliteStore:
         rows = await self._read("SELECT url FROM pages WHERE job_id = ? ORDER BY seq", (job_id,))
         return [r[0] for r in rows]
 
+    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
+        """The owner's jobs updated at or after `since_ms`, oldest change first (event-stream resume)."""
+        rows = await self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND updated_at >= ? ORDER BY updated_at, seq LIMIT ?",
+            (owner, since_ms, limit),
+        )
+        return [_job(r) for r in rows]
+
     async def active_owners(self) -> list[str]:
         rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
         return [r[0] for r in rows if r[0]]
