@@ -1,0 +1,439 @@
+"""Fetcher: one pooled aiohttp session that turns a URL into a Page within time, size and network limits."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+import socket
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from multidict import CIMultiDict
+from yarl import URL
+
+from litejobs.config import FetchConfig
+from litejobs.errors import (
+    BlockedAddress,
+    BodyTooLarge,
+    FetchError,
+    FetchTimeout,
+    NetworkError,
+    TooManyRedirects,
+)
+from litejobs.fields import url_problem
+from litejobs.netpolicy import NetworkPolicy
+
+DEFAULT_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_BODY_HEADERS = ("Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding")
+# Sent to the requested origin only: a redirect to another origin must not carry the caller's secrets.
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_SNIFF_BYTES = 2048
+_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([\w.:-]+)""", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# The WHATWG Encoding Standard decodes these labels with a superset, and real pages rely on it
+# (a "latin-1" page full of Windows smart quotes, a "gb2312" page using GBK characters).
+_WHATWG_SUPERSETS = {
+    **dict.fromkeys(("iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii", "us-ascii"), "cp1252"),
+    **dict.fromkeys(("gb2312", "gbk", "x-gbk"), "gb18030"),
+    **dict.fromkeys(("euc-kr", "ks_c_5601-1987"), "cp949"),
+    **dict.fromkeys(("shift_jis", "shift-jis", "sjis", "x-sjis"), "cp932"),
+    "iso-8859-9": "cp1254",
+    "tis-620": "cp874",
+}
+
+
+@dataclass
+class Page:
+    """One fetched response, after redirects."""
+
+    url: str  #: as requested
+    final_url: str  #: after redirects
+    status_code: int
+    headers: dict[str, str]  #: as received; repeated headers joined with ", "
+    content_type: str  #: mime type only, lowercased ("" if none)
+    body: bytes  #: content-decoded (gzip, deflate), at most max_body_bytes
+    encoding: str  #: the charset `text` decodes with
+    elapsed_ms: float
+    redirects: list[str] = field(default_factory=list)  #: every URL a redirect led to; last is final_url
+
+    @property
+    def text(self) -> str:
+        """The body decoded with `encoding`; invalid bytes become U+FFFD, never an error."""
+        try:
+            return self.body.decode(self.encoding, errors="replace")
+        except LookupError:
+            return self.body.decode("utf-8", errors="replace")
+
+
+def page_encoding(content_type_header: str, body: bytes) -> str:
+    """The charset for `body`: its BOM, the Content-Type charset, <meta> or <?xml?> in 2 KB, else utf-8."""
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return codec
+    declared = _text_codec(_charset_param(content_type_header))
+    if declared:
+        return declared
+    mime = _mime(content_type_header)
+    if mime and "html" not in mime and "xml" not in mime:
+        return "utf-8"
+    head = body[:_SNIFF_BYTES]
+    found = _XML_ENCODING.search(head) or _META_CHARSET.search(head)
+    sniffed = _text_codec(found.group(1).decode("ascii", "replace")) if found else None
+    # A document that can be read as ASCII cannot really be UTF-16 (WHATWG does the same).
+    return sniffed if sniffed and not sniffed.startswith("utf-16") else "utf-8"
+
+
+def _mime(content_type_header: str) -> str:
+    return content_type_header.split(";", 1)[0].strip().lower()
+
+
+def _charset_param(content_type_header: str) -> str:
+    for param in content_type_header.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip("\"'")
+    return ""
+
+
+def _text_codec(label: str) -> str | None:
+    """Python's codec for a charset label, or None for unknown names and bytes-to-bytes codecs."""
+    label = label.strip().lower()
+    if not label:
+        return None
+    label = _WHATWG_SUPERSETS.get(label, label)
+    try:
+        name = codecs.lookup(label).name
+        b"x".decode(name, "replace")  # refuses "base64", "zlib" and other bytes-to-bytes codecs
+    except LookupError:
+        return None
+    return name
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves with `inner`, then drops each address the policy refuses.
+
+    The check sits on the addresses the socket will connect to, so a name that resolves to a
+    forbidden address (DNS rebinding included) is refused before any packet is sent to it.
+    """
+
+    def __init__(self, inner: AbstractResolver, policy: NetworkPolicy) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            results = await self._inner.resolve(host, port, family)
+        except OSError as exc:
+            raise NetworkError(f"could not resolve {host}: {_reason(exc)}") from exc
+        if not results:
+            raise NetworkError(f"could not resolve {host}: it has no addresses")
+        refusals = [self._policy.refusal(result["host"]) for result in results]
+        allowed = [result for result, refusal in zip(results, refusals, strict=True) if refusal is None]
+        if not allowed:
+            ip = results[0]["host"]
+            raise BlockedAddress(f"the network policy refuses {host}: it resolves to {ip}, which {refusals[0]}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One request of a fetch: the first one, or where a redirect leads."""
+
+    url: str
+    method: str
+    headers: CIMultiDict[str]
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    url: str
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Fetcher:
+    """Fetches URLs through one pooled, policy-checked aiohttp session; use it as `async with`."""
+
+    def __init__(self, config: FetchConfig, policy: NetworkPolicy, *, resolver: AbstractResolver | None = None) -> None:
+        """`resolver` replaces the system DNS lookup (tests); the policy is applied to its answers."""
+        self.config = config
+        self.policy = policy
+        self._inner_resolver = resolver
+        self._resolver: PolicyResolver | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        inner = self._inner_resolver or aiohttp.DefaultResolver()
+        self._resolver = PolicyResolver(inner, self.policy)
+        connector = aiohttp.TCPConnector(limit=self.config.connections, resolver=self._resolver)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # decompressed here, under the size cap (gzip bombs)
+            trust_env=False,  # a proxy from the environment would bypass the network policy
+            cookie_jar=aiohttp.DummyCookieJar(),  # jobs must not see each other's cookies
+            timeout=aiohttp.ClientTimeout(),  # fetch() keeps one deadline for the whole exchange
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._session = self._session, None
+        resolver, self._resolver = self._resolver, None
+        if session is not None:
+            await session.close()
+        if resolver is not None and self._inner_resolver is None:
+            await resolver.close()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        timeout_s: float | None = None,
+        max_body_bytes: int | None = None,
+    ) -> Page:
+        """Fetch `url`, following redirects; any HTTP status is a Page, failures are FetchErrors."""
+        if self._session is None:
+            raise RuntimeError("the Fetcher is not open: use `async with Fetcher(...) as fetcher`")
+        problem = url_problem(url)
+        if problem:
+            raise FetchError(f"cannot fetch {url!r}: it {problem}", retryable=False)
+        if not _TOKEN.match(method):
+            raise FetchError(f"invalid request method {method!r}", retryable=False)
+        timeout_s = self.config.timeout_s if timeout_s is None else timeout_s
+        cap = self.config.max_body_bytes if max_body_bytes is None else max_body_bytes
+        data = body.encode() if isinstance(body, str) else body
+        first = _Hop(url, method.upper(), self._request_headers(headers), data)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                answer, redirects = await self._follow(self._session, first, cap)
+        except TimeoutError:
+            raise FetchTimeout(f"{url} did not answer within {timeout_s:g} s (connect, headers and body)") from None
+        return _page(url, answer, redirects, (time.perf_counter() - started) * 1000)
+
+    def _request_headers(self, extra: Mapping[str, str] | None) -> CIMultiDict[str]:
+        headers = CIMultiDict(
+            {"User-Agent": self.config.user_agent, "Accept": DEFAULT_ACCEPT, "Accept-Encoding": "gzip, deflate"}
+        )
+        for name, value in (extra or {}).items():
+            if not _TOKEN.match(name) or any(ch in str(value) for ch in "\r\n\x00"):
+                raise FetchError(f"invalid request header {name!r}", retryable=False)
+            headers[name] = str(value)
+        return headers
+
+    async def _follow(self, session: aiohttp.ClientSession, hop: _Hop, cap: int) -> tuple[_Answer, list[str]]:
+        # Cookies live for one fetch, so a site that sets one and redirects (a consent or session
+        # bootstrap) works, and nothing leaks into another job.
+        jar = aiohttp.CookieJar(unsafe=True)
+        redirects: list[str] = []
+        first = hop
+        for _ in range(self.config.max_redirects + 1):
+            outcome = await self._exchange(session, hop, jar, cap)
+            if isinstance(outcome, _Answer):
+                return outcome, redirects
+            hop = outcome
+            redirects.append(hop.url)
+        raise TooManyRedirects(
+            f"{first.url} redirected more than {self.config.max_redirects} times "
+            f"(fetch.max_redirects); the last redirect led to {hop.url}"
+        )
+
+    async def _exchange(
+        self, session: aiohttp.ClientSession, hop: _Hop, jar: aiohttp.CookieJar, cap: int
+    ) -> _Answer | _Hop:
+        """One request: the final answer, or the hop its redirect points to."""
+        self._check_literal_host(hop.url)
+        try:
+            async with session.request(
+                hop.method,
+                hop.url,
+                headers=_with_cookies(hop.headers, jar, hop.url),
+                data=hop.body,
+                allow_redirects=False,
+            ) as resp:
+                jar.update_cookies(resp.cookies, resp.url)
+                location = resp.headers.get("Location") if resp.status in _REDIRECT_STATUSES else None
+                if location is not None:
+                    return _redirected(hop, resp.status, location)
+                body = await _read_body(resp, hop, cap)
+                return _Answer(hop.url, resp.status, _joined_headers(resp.raw_headers), body)
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _network_error(exc, hop.url) from exc
+
+    def _check_literal_host(self, url: str) -> None:
+        """aiohttp connects to IP-literal hosts without asking the resolver, so check them here."""
+        host = URL(url).raw_host or ""
+        # The same test aiohttp uses to skip the resolver; check_ip refuses what it cannot parse.
+        if ":" in host or host.replace(".", "").isdigit():
+            self.policy.check_ip(host)
+
+
+def _page(url: str, answer: _Answer, redirects: list[str], elapsed_ms: float) -> Page:
+    content_type = next((v for k, v in answer.headers.items() if k.lower() == "content-type"), "")
+    return Page(
+        url=url,
+        final_url=answer.url,
+        status_code=answer.status_code,
+        headers=answer.headers,
+        content_type=_mime(content_type),
+        body=answer.body,
+        encoding=page_encoding(content_type, answer.body),
+        elapsed_ms=elapsed_ms,
+        redirects=redirects,
+    )
+
+
+def _redirected(hop: _Hop, status: int, location: str) -> _Hop:
+    """The next hop, as browsers do it: 303 (and 301/302 after POST) turn into a GET without body."""
+    try:
+        target = str(URL(urljoin(hop.url, location.strip())))
+    except ValueError:
+        target = location
+    problem = url_problem(target)
+    if problem:
+        raise FetchError(f"{hop.url} redirected to {target!r}, which cannot be fetched: it {problem}", retryable=False)
+    method, body, headers = hop.method, hop.body, hop.headers
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, body, headers = "GET", None, _without(headers, _BODY_HEADERS)
+    if _origin(target) != _origin(hop.url):
+        headers = _without(headers, _CREDENTIAL_HEADERS)
+    return _Hop(target, method, headers, body)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = URL(url)
+    return parsed.scheme, (parsed.raw_host or "").lower(), parsed.port
+
+
+def _without(headers: CIMultiDict[str], names: tuple[str, ...]) -> CIMultiDict[str]:
+    kept = headers.copy()
+    for name in names:
+        kept.popall(name, None)
+    return kept
+
+
+def _with_cookies(headers: CIMultiDict[str], jar: aiohttp.CookieJar, url: str) -> CIMultiDict[str]:
+    found = jar.filter_cookies(URL(url))
+    if not found:
+        return headers
+    pairs = "; ".join(f"{morsel.key}={morsel.coded_value}" for morsel in found.values())
+    merged = headers.copy()
+    merged["Cookie"] = f"{merged['Cookie']}; {pairs}" if "Cookie" in merged else pairs
+    return merged
+
+
+def _joined_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    """Response headers with their original case; a repeated header's values joined with ", "."""
+    joined: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("utf-8", errors="replace")
+        key = spelled.setdefault(name.lower(), name)
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined
+
+
+class _Inflater:
+    """Incremental gzip or deflate decoding that never produces more than it is allowed to."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._zlib: zlib._Decompress | None = None
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        """Decoded bytes for `data`, at most `limit` (> 0) of them; past the stream's end, nothing."""
+        if self._zlib is None:
+            self._zlib = zlib.decompressobj(self._wbits(data))
+        if self._zlib.eof:
+            return b""
+        return self._zlib.decompress(data, limit)
+
+    def _wbits(self, first: bytes) -> int:
+        if self._coding == "deflate":
+            # "deflate" should be zlib-wrapped, but many servers send a raw stream.
+            return zlib.MAX_WBITS if first[0] & 0x0F == 8 else -zlib.MAX_WBITS
+        return zlib.MAX_WBITS | 32  # gzip, or a zlib stream mislabelled as gzip
+
+
+async def _read_body(resp: aiohttp.ClientResponse, hop: _Hop, cap: int) -> bytes:
+    """The body, content-decoded, refusing (BodyTooLarge) as soon as it passes `cap` bytes."""
+    url = hop.url
+    declared = resp.content_length
+    # A HEAD answer announces the size of a body it does not send.
+    if declared is not None and declared > cap and hop.method != "HEAD":
+        raise BodyTooLarge(f"{url} announced {declared} bytes (Content-Length), more than the {cap}-byte limit")
+    coding = resp.headers.get("Content-Encoding", "").strip().lower()
+    # Other codings (br, zstd, chains) are only sent if a caller asked for them: kept as received.
+    inflater = _Inflater(coding) if coding in ("gzip", "x-gzip", "deflate") else None
+    parts: list[bytes] = []
+    received = size = 0
+    async for chunk in resp.content.iter_any():
+        received += len(chunk)
+        if received > cap:
+            raise BodyTooLarge(f"the response from {url} is larger than the {cap}-byte limit")
+        try:
+            data = inflater.feed(chunk, cap - size + 1) if inflater else chunk
+        except zlib.error as exc:
+            raise NetworkError(f"{url} sent a corrupt {coding} body ({exc})") from None
+        size += len(data)
+        if size > cap:
+            raise BodyTooLarge(f"the response from {url} decompresses to more than the {cap}-byte limit")
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _network_error(exc: BaseException, url: str) -> FetchError:
+    """A FetchError whose message says, for a person, what went wrong with the connection."""
+    parsed = URL(url)
+    host = parsed.raw_host or "?"
+    where = f"[{host}]:{parsed.port}" if ":" in host else f"{host}:{parsed.port}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return NetworkError(f"the TLS certificate of {where} is not valid: {exc.certificate_error}", retryable=False)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return NetworkError(f"the TLS handshake with {where} failed: {_reason(exc)}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return NetworkError(f"connection refused by {where}")
+        return NetworkError(f"could not connect to {where}: {_reason(exc.os_error)}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return NetworkError(f"{where} closed the connection before answering")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # aiohttp's own text nests reprs; the cause (e.g. ContentLengthError) has the plain story.
+        detail = getattr(exc.__cause__, "message", "") or _reason(exc)
+        return NetworkError(f"the connection to {where} broke while reading the body: {detail}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        detail = str(exc.message).strip().splitlines()[0].rstrip(":") if str(exc.message).strip() else "?"
+        return NetworkError(f"{where} sent an invalid HTTP response ({detail})")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FetchError(f"cannot fetch {url!r}: it is not a valid URL", retryable=False)
+    return NetworkError(f"the connection to {where} failed: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

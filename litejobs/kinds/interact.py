@@ -1,0 +1,74 @@
+"""The `interact` kind: load a page in the browser, run actions in order, then take its outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from litejobs.fields import Fields
+from litejobs.kinds import Kind
+from litejobs.kinds.fetch import FetchParams, read_fetch_fields, run_fetch
+
+MAX_ACTIONS = 100
+#: action type → (required fields with their types, optional fields with their types)
+ACTION_FIELDS: dict[str, tuple[dict[str, type | tuple[type, ...]], dict[str, type | tuple[type, ...]]]] = {
+    "click": ({"selector": str}, {}),
+    "type": ({"selector": str, "text": str}, {}),
+    "press": ({"key": str}, {"selector": str}),
+    "wait": ({"ms": (int, float)}, {}),
+    "wait_for": ({"selector": str}, {"timeout_ms": (int, float)}),
+    "scroll": ({}, {"to": str, "by": (int, float), "times": int, "ms": (int, float)}),
+    "evaluate": ({"script": str}, {}),
+    "screenshot": ({}, {"full_page": bool}),
+}
+
+
+def _action_problems(index: int, action: Any) -> list[tuple[str, str]]:
+    where = f"actions[{index}]"
+    if not isinstance(action, Mapping):
+        return [(where, "must be an object")]
+    kind = action.get("type")
+    if kind not in ACTION_FIELDS:
+        return [(f"{where}.type", f"must be one of {', '.join(ACTION_FIELDS)}")]
+    required, optional = ACTION_FIELDS[kind]
+    problems = []
+    for name, expected in {**required, **optional}.items():
+        value = action.get(name)
+        if value is None:
+            if name in required:
+                problems.append((f"{where}.{name}", "is required"))
+        elif (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+            problems.append((f"{where}.{name}", "has the wrong type"))
+    for name in action:
+        if name != "type" and name not in required and name not in optional:
+            problems.append((f"{where}.{name}", f"is not a field of a {kind} action"))
+    if kind == "scroll" and action.get("to") not in (None, "bottom"):
+        problems.append((f"{where}.to", "must be \"bottom\" (or use `by` for pixels)"))
+    if kind == "scroll" and action.get("to") is None and action.get("by") is None:
+        problems.append((where, "scroll needs `to: \"bottom\"` or `by` (pixels)"))
+    if kind == "wait" and isinstance(action.get("ms"), (int, float)) and not 0 <= action["ms"] <= 60_000:
+        problems.append((f"{where}.ms", "must be from 0 to 60000"))
+    if kind == "scroll" and isinstance(action.get("times"), int) and not 1 <= action["times"] <= 100:
+        problems.append((f"{where}.times", "must be from 1 to 100"))
+    return problems
+
+
+def parse_interact(raw: Mapping[str, Any]) -> FetchParams:
+    f = Fields(raw, "input")
+    values = read_fetch_fields(f, force_render=True)
+    if values["method"] != "GET":
+        f.problem("method", "pages are loaded with GET")
+    actions = f.any("actions")
+    if not isinstance(actions, list) or not actions:
+        f.problem("actions", "must be a non-empty list of actions")
+        actions = []
+    elif len(actions) > MAX_ACTIONS:
+        f.problem("actions", f"must have at most {MAX_ACTIONS} actions")
+    for index, action in enumerate(actions[:MAX_ACTIONS]):
+        for field, problem in _action_problems(index, action):
+            f.problem(field, problem)
+    f.finish()
+    return FetchParams(**values, actions=tuple(dict(a) for a in actions))
+
+
+KIND = Kind("interact", parse_interact, run_fetch)
