@@ -1,4 +1,10 @@
-"""The `litejobs` command: serve, and talk to a running server (submit, get, result, cancel, ls, stats)."""
+"""The `litejobs` command: `serve`, and the client commands on the SDK (submit, get, result, cancel,
+ls, stats, tail).
+
+Exit codes: 0 the job completed (or partial) or the command did its work; 1 the job failed or was
+cancelled, or the server refused the request; 2 a usage error (a bad command line, or input the
+server rejects as invalid: 422); 3 the server could not be reached. Ctrl-C ends `tail` with 0.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,25 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from litejobs import __version__
-from litejobs.errors import ConfigError, LitejobsError
+from litejobs.errors import ConfigError, LitejobsError, UnsupportedKind, ValidationFailed
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from litejobs.client import AsyncClient
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SUCCEEDED = ("completed", "partial")
+
+
+def _server_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,26 +50,29 @@ def _parser() -> argparse.ArgumentParser:
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("--server", default=os.environ.get("LITEJOBS_URL", "http://127.0.0.1:8000"))
-        cmd.add_argument("--api-key", default=os.environ.get("LITEJOBS_API_KEY"))
+        default_url = os.environ.get("LITEJOBS_URL", "http://127.0.0.1:8000")
+        cmd.add_argument("--server", type=_server_url, default=default_url, help="default: $LITEJOBS_URL")
+        cmd.add_argument("--api-key", default=os.environ.get("LITEJOBS_API_KEY"), help="default: $LITEJOBS_API_KEY")
+        cmd.add_argument("--json", action="store_true", help="print the API's JSON")
         return cmd
 
     submit = client_command("submit", "submit a job for URL")
     submit.add_argument("url")
     submit.add_argument("--kind", default="fetch")
-    submit.add_argument("--render", action="store_true", help="render JavaScript (kind render)")
-    submit.add_argument("--output", default="markdown", help="comma-separated outputs")
-    submit.add_argument("--wait", action="store_true", help="wait and print the result")
-    submit.add_argument("--json", action="store_true", help="print JSON")
-    for name, text in (("get", "show a job"), ("result", "print a job's result"), ("cancel", "cancel a job")):
-        cmd = client_command(name, text)
-        cmd.add_argument("job_id")
-        cmd.add_argument("--json", action="store_true")
-    ls = client_command("ls", "list jobs")
+    submit.add_argument("--render", action="store_true", help="render JavaScript in Chromium (input.render_js)")
+    submit.add_argument("--output", help="comma-separated outputs (default: the server's, markdown)")
+    submit.add_argument("--max-attempts", type=int, metavar="N")
+    submit.add_argument("--wait", action="store_true", help="wait, showing progress, then print the result")
+    client_command("get", "show a job").add_argument("job_id")
+    client_command("result", "print a job's result (markdown; --json for all of it)").add_argument("job_id")
+    client_command("cancel", "cancel a job").add_argument("job_id")
+    ls = client_command("ls", "list jobs, newest first")
     ls.add_argument("--status")
     ls.add_argument("--kind")
     ls.add_argument("--limit", type=int, default=20)
     client_command("stats", "queue figures")
+    tail = client_command("tail", "follow events: of JOB_ID until it ends, or of all jobs until Ctrl-C")
+    tail.add_argument("job_id", nargs="?")
     return parser
 
 
@@ -72,61 +94,162 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print(data: Any, as_json: bool) -> None:
-    if as_json or not isinstance(data, str):
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    else:
-        print(data)
+def _dump(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _print_result(client: Any, job: dict[str, Any], as_json: bool) -> int:
-    if job["status"] not in ("completed", "partial"):
-        _print(job if as_json else f"{job['job_id']} {job['status']}: {job.get('error')}", as_json)
-        return EXIT_FAILED
-    result = client.result(job["job_id"])
-    outputs = result["outputs"]
+def _show(data: Any, as_json: bool, line: str) -> None:
     if as_json:
-        _print(result, True)
+        _dump(data)
     else:
-        for name in ("markdown", "text", "html"):
-            if name in outputs:
-                print(outputs[name])
-                break
-        else:
-            _print(outputs, True)
+        print(line)
+
+
+def _describe(job: dict[str, Any], bar: bool = False) -> str:
+    """`job_… active [#####.....]  50% rendering` — the bar on a terminal only."""
+    text = f"{job['job_id']} {job['status']}"
+    progress = job.get("progress") or {}
+    if isinstance(progress.get("progress"), int | float):
+        share = max(0.0, min(1.0, float(progress["progress"])))
+        filled = round(share * 20)
+        text += (f" [{'#' * filled}{'.' * (20 - filled)}]" if bar else "") + f" {share:4.0%}"
+    if progress.get("message"):
+        text += f" {progress['message']}"
+    if job.get("error"):
+        text += f" {job['error'].get('code')}: {job['error'].get('message')}"
+    return text
+
+
+class StatusLine:
+    """A waited-for job on stderr: one line redrawn in place on a terminal, else a line per status."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.status: str | None = None
+
+    def update(self, job: dict[str, Any]) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + _describe(job, bar=True))
+        elif job["status"] != self.status:
+            self.stream.write(_describe(job) + "\n")
+        self.stream.flush()
+        self.status = job["status"]
+
+    def close(self) -> None:
+        if self.tty and self.status is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _text_of(outputs: dict[str, Any]) -> str | None:
+    return next((outputs[name] for name in ("markdown", "text", "html") if isinstance(outputs.get(name), str)), None)
+
+
+async def _print_result(client: AsyncClient, job: dict[str, Any], as_json: bool) -> int:
+    """The result of a finished job on stdout (markdown, or all of it as JSON), or why there is none."""
+    if job["status"] not in SUCCEEDED:
+        if as_json:
+            _dump(job)
+        print(f"litejobs: {_describe(job)}", file=sys.stderr)
+        return EXIT_FAILED
+    result = await client.result(job["job_id"])
+    if "pages" in result:  # a crawl: every page, not only the first request's worth
+        result["pages"] = [page async for page in client.pages(job["job_id"], limit=1000)]
+        result["next_offset"] = None
+    if as_json:
+        _dump(result)
+        return EXIT_OK
+    text = _text_of(result["outputs"])
+    if text is not None:
+        print(text)
+    elif "pages" not in result:
+        _dump(result["outputs"])
+    for page in result.get("pages", []):
+        print(f"<!-- {page.get('url')} -->")
+        print(_text_of(page) or json.dumps(page, ensure_ascii=False))
     return EXIT_OK
 
 
-def _client_command(args: argparse.Namespace) -> int:
-    from litejobs.client import Client
+async def _submit(client: AsyncClient, args: argparse.Namespace) -> int:
+    job_input: dict[str, Any] = {"url": args.url}
+    if args.output:
+        job_input["output"] = [name.strip() for name in args.output.split(",") if name.strip()]
+    if args.render:
+        job_input["render_js"] = True
+    options = {} if args.max_attempts is None else {"max_attempts": args.max_attempts}
+    job = await client.submit(args.kind, job_input, **options)
+    if not args.wait:
+        _show(job, args.json, job["job_id"])
+        return EXIT_OK
+    line = StatusLine(sys.stderr)
+    try:
+        job = await client.wait(job["job_id"], on_change=line.update)
+    finally:
+        line.close()
+    return await _print_result(client, job, args.json)
 
-    client = Client(args.server, args.api_key)
-    if args.command == "submit":
-        kind = "render" if args.render else args.kind
-        job = client.submit(kind, {"url": args.url, "output": args.output.split(",")})
-        if not args.wait:
-            _print(job if args.json else job["job_id"], args.json)
-            return EXIT_OK
-        return _print_result(client, client.wait(job["job_id"]), args.json)
-    if args.command == "get":
-        job = client.get(args.job_id)
-        _print(job if args.json else f"{job['job_id']} {job['kind']} {job['status']}", args.json)
-        return EXIT_FAILED if job["status"] in ("failed", "cancelled") else EXIT_OK
-    if args.command == "result":
-        return _print_result(client, client.get(args.job_id), args.json)
-    if args.command == "cancel":
-        job = client.cancel(args.job_id)
-        _print(job if args.json else f"{job['job_id']} {job['status']}", args.json)
-        return EXIT_OK
-    if args.command == "ls":
-        for count, job in enumerate(client.list(args.status, args.kind, limit=min(args.limit, 1000))):
-            if count >= args.limit:
-                break
-            url = job["input"].get("url", "")
-            print(f"{job['job_id']}  {job['kind']:<8} {job['status']:<10} {job['created_at']}  {url}")
-        return EXIT_OK
-    _print(client.stats(), True)
+
+async def _get(client: AsyncClient, args: argparse.Namespace) -> int:
+    job = await client.get(args.job_id)
+    _show(job, args.json, f"{_describe(job)} kind={job['kind']} attempts={job['attempts']}")
+    return EXIT_OK if job["status"] not in ("failed", "cancelled") else EXIT_FAILED
+
+
+async def _result(client: AsyncClient, args: argparse.Namespace) -> int:
+    return await _print_result(client, await client.get(args.job_id), args.json)
+
+
+async def _cancel(client: AsyncClient, args: argparse.Namespace) -> int:
+    job = await client.cancel(args.job_id)
+    _show(job, args.json, _describe(job))
     return EXIT_OK
+
+
+async def _ls(client: AsyncClient, args: argparse.Namespace) -> int:
+    jobs: list[dict[str, Any]] = []
+    async with contextlib.aclosing(client.list(args.status, args.kind, limit=max(1, min(args.limit, 1000)))) as found:
+        async for job in found:
+            if len(jobs) >= args.limit:
+                break
+            jobs.append(job)
+    if args.json:
+        _dump(jobs)
+        return EXIT_OK
+    for job in jobs:
+        url = job["input"].get("url", "")
+        print(f"{job['job_id']}  {job['kind']:<8} {job['status']:<10} {job['created_at']}  {url}")
+    return EXIT_OK
+
+
+async def _stats(client: AsyncClient, args: argparse.Namespace) -> int:
+    _dump(await client.stats())
+    return EXIT_OK
+
+
+async def _tail(client: AsyncClient, args: argparse.Namespace) -> int:
+    last: dict[str, Any] = {}
+    async with contextlib.aclosing(client.events(args.job_id)) as events:
+        async for event in events:
+            last = event.job
+            if args.json:
+                print(json.dumps(last, ensure_ascii=False), flush=True)
+            else:
+                url = last["input"].get("url", "")
+                print(f"{last['updated_at']} {event.type:<8} {_describe(last)} {url}", flush=True)
+    return EXIT_OK if last.get("status") in SUCCEEDED else EXIT_FAILED
+
+
+COMMANDS: dict[str, Callable[[AsyncClient, argparse.Namespace], Awaitable[int]]] = {
+    "submit": _submit, "get": _get, "result": _result, "cancel": _cancel, "ls": _ls, "stats": _stats, "tail": _tail,
+}  # fmt: skip
+
+
+async def _run_client_command(args: argparse.Namespace) -> int:
+    from litejobs.client import AsyncClient
+
+    async with AsyncClient(args.server, args.api_key) as client:
+        return await COMMANDS[args.command](client, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,10 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     from litejobs.client import ServerUnreachable
 
     try:
-        return _client_command(args)
+        return asyncio.run(_run_client_command(args))
+    except KeyboardInterrupt:
+        return EXIT_OK if args.command == "tail" else EXIT_INTERRUPTED
     except ServerUnreachable as exc:
         print(f"litejobs: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except (ValidationFailed, UnsupportedKind) as exc:
+        print(f"litejobs: {exc.code}: {exc.message}", file=sys.stderr)
+        for detail in exc.details:
+            print(f"  {detail.get('field')}: {detail.get('problem')}", file=sys.stderr)
+        return EXIT_USAGE
     except LitejobsError as exc:
         print(f"litejobs: {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_FAILED

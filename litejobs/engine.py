@@ -118,15 +118,14 @@ class Engine:
         webhook = self._webhook(f)
         if meta and len(json.dumps(meta)) > MAX_META_BYTES:
             f.problem("meta", f"must be at most {MAX_META_BYTES} bytes of JSON")
-        f.finish()
-        kind = self.kinds.get(kind_name)
-        try:
-            kind.parse(raw_input)
-        except ValidationFailed as exc:
-            if prefix:
+        kind = self.kinds.get(kind_name or "fetch")
+        if raw_input is not None:
+            try:
+                kind.parse(raw_input)
+            except ValidationFailed as exc:  # reported with the top-level problems, all at once
                 for detail in exc.details:
-                    detail["field"] = f"{prefix}.{detail['field']}"
-            raise
+                    f.problems.append({**detail, "field": f"{prefix}.{detail['field']}" if prefix else detail["field"]})
+        f.finish()
         return JobSpec(
             kind=kind_name,
             input=raw_input,

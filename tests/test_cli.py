@@ -1,0 +1,156 @@
+"""The `litejobs` command as a user runs it: a subprocess against `litejobs serve` in another one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pty
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from tests.support import PYTHON, ROOT, ServerProcess, TargetSite
+
+PAGE = "<h1>Title</h1><p>Body text</p>"
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[TargetSite]:
+    target = TargetSite()
+    target.add_html("/doc", PAGE)
+    target.add_html("/down", "oops", status=500)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(10)
+        return web.Response(text=PAGE, content_type="text/html")
+
+    target.add("/slow", slow)
+    yield target
+    target.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    running = ServerProcess(tmp_path_factory.mktemp("cli") / "cli.db")
+    yield running
+    running.terminate()
+
+
+def litejobs(server: ServerProcess | None, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    """`litejobs ARGS` with $LITEJOBS_URL pointing at the server."""
+    env = {**os.environ, "LITEJOBS_URL": server.base_url if server else "http://127.0.0.1:9"}
+    env.pop("LITEJOBS_API_KEY", None)
+    return subprocess.run(
+        [PYTHON, "-m", "litejobs", *args], capture_output=True, text=True, timeout=30, cwd=ROOT, env=env, **kw
+    )  # type: ignore[call-overload, no-any-return]
+
+
+def test_submit_wait_prints_the_markdown_and_each_status(server: ServerProcess, site: TargetSite) -> None:
+    proc = litejobs(server, "submit", site.url("/doc"), "--wait")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# Title") and "Body text" in proc.stdout
+    assert proc.stderr.splitlines()[-1].endswith(" completed")
+
+
+def test_submit_wait_json_prints_the_whole_result(server: ServerProcess, site: TargetSite) -> None:
+    proc = litejobs(server, "submit", site.url("/doc"), "--wait", "--json", "--output", "markdown,links")
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0 and result["status"] == "completed"
+    assert result["outputs"]["markdown"].startswith("# Title") and result["outputs"]["links"] == []
+
+
+def test_a_submitted_job_can_be_tailed_read_and_listed(server: ServerProcess, site: TargetSite) -> None:
+    job_id = litejobs(server, "submit", site.url("/doc"), "--server", server.base_url).stdout.strip()
+    tail = litejobs(server, "tail", job_id)
+    get = litejobs(server, "get", job_id)
+    as_json = json.loads(litejobs(server, "get", job_id, "--json").stdout)
+    result = litejobs(server, "result", job_id)
+    full = json.loads(litejobs(server, "result", job_id, "--json").stdout)
+    listed = litejobs(server, "ls", "--limit", "50")
+    stats = json.loads(litejobs(server, "stats").stdout)
+    assert job_id.startswith("job_")
+    assert tail.returncode == 0 and tail.stdout.splitlines()[-1].split()[1:4] == ["status", job_id, "completed"]
+    assert get.returncode == 0 and get.stdout.startswith(f"{job_id} completed")
+    assert as_json["job_id"] == job_id and as_json["status"] == "completed"
+    assert result.stdout.startswith("# Title") and full["outputs"]["status_code"] == 200
+    assert job_id in listed.stdout and site.url("/doc") in listed.stdout
+    assert stats["counts"]["completed"] >= 1 and "queue_depth" in stats
+
+
+def test_cancel_stops_a_running_job(server: ServerProcess, site: TargetSite) -> None:
+    job_id = litejobs(server, "submit", site.url("/slow")).stdout.strip()
+    cancelled = litejobs(server, "cancel", job_id)
+    again = litejobs(server, "cancel", job_id)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"{job_id} cancelled"
+    assert again.returncode == 1 and "job_finished" in again.stderr
+    assert litejobs(server, "result", job_id).returncode == 1
+
+
+def test_exit_codes(server: ServerProcess, site: TargetSite) -> None:
+    failed = litejobs(server, "submit", site.url("/down"), "--max-attempts", "1", "--wait")
+    unknown_option = litejobs(server, "submit", site.url("/doc"), "--frobnicate")
+    invalid_input = litejobs(server, "submit", "ftp://example.com/")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    unreachable = litejobs(server, "ls", "--server", closed)
+    assert failed.returncode == 1 and "upstream_status" in failed.stderr and failed.stdout == ""
+    assert unknown_option.returncode == 2 and "--frobnicate" in unknown_option.stderr
+    assert invalid_input.returncode == 2 and "input.url" in invalid_input.stderr
+    assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
+
+
+def test_tail_of_all_jobs_runs_until_ctrl_c(server: ServerProcess, site: TargetSite) -> None:
+    env = {**os.environ, "LITEJOBS_URL": server.base_url}
+    proc = subprocess.Popen([PYTHON, "-m", "litejobs", "tail"], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        seen = ""
+        deadline = time.monotonic() + 20
+        while " completed " not in seen and time.monotonic() < deadline:
+            if lines.empty():  # the stream shows changes from when it opened: submit until one shows
+                server.http.submit({"url": site.url("/doc")})
+            with contextlib.suppress(queue.Empty):
+                seen += lines.get(timeout=0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert " completed " in seen
+
+
+def test_a_terminal_shows_one_progress_line_redrawn(server: ServerProcess, site: TargetSite) -> None:
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [PYTHON, "-m", "litejobs", "submit", site.url("/doc"), "--wait", "--server", server.base_url],
+            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=30, cwd=ROOT,
+        )  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while chunk := _read_some(leader):
+            shown += chunk
+    finally:
+        os.close(leader)
+    text = shown.decode()
+    assert proc.returncode == 0 and proc.stdout.startswith("# Title")
+    assert "\r\x1b[K" in text and " completed" in text and text.endswith("\n")
+
+
+def _read_some(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # EIO once the other end is closed and drained
+        return b""
