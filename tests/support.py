@@ -260,6 +260,8 @@ class ServerProcess:
             if line.startswith("litejobs listening on "):
                 return line.split()[-1]
         self.proc.kill()
+        self.proc.wait(10)
+        self.proc.stdout.close()
         raise RuntimeError("server did not start:\n" + "".join(self.output))
 
     def _drain(self) -> None:
