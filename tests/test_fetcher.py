@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from litejobs.charsets import page_encoding
 from litejobs.config import FetchConfig
 from litejobs.errors import (
     BlockedAddress,
@@ -27,7 +28,7 @@ from litejobs.errors import (
     NetworkError,
     TooManyRedirects,
 )
-from litejobs.fetcher import Fetcher, Page, page_encoding
+from litejobs.fetcher import Fetcher, Page
 from litejobs.netpolicy import NetworkPolicy
 
 T = TypeVar("T")
