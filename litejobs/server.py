@@ -12,6 +12,7 @@ import uvicorn
 
 from litejobs.app import App
 from litejobs.config import Config
+from litejobs.logs import install_logging
 
 log = logging.getLogger("litejobs")
 
@@ -26,6 +27,7 @@ def uvicorn_config(app: App, port: int) -> uvicorn.Config:
         ws="none",
         lifespan="off",
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through the root handler of install_logging (text or JSON)
         access_log=False,
         timeout_graceful_shutdown=5,
     )
@@ -67,6 +69,7 @@ async def _announce_when_started(server: uvicorn.Server) -> None:
 
 async def serve(config: Config) -> None:
     """Serve until SIGINT/SIGTERM; then stop taking requests, give active jobs their grace, close."""
+    install_logging(config.server.log_format)
     async with App(config) as app:
         server = _Server(uvicorn_config(app, config.server.port))
         announce = asyncio.create_task(_announce_when_started(server))

@@ -133,6 +133,7 @@ def test_cancel_waiting_active_and_terminal(tmp_path: Path) -> None:
         job, was = await store.cancel(a.job.id, T0, T0 + 10)
         assert job.status == JobState.CANCELLED and was == JobState.WAITING
         [active] = await store.claim(1, "w", T0, LEASE)
+        assert active.id == b.job.id  # the cancelled job is never claimed
         job, was = await store.cancel(active.id, T0, T0 + 10)
         assert was == JobState.ACTIVE and job.status == JobState.CANCELLED
         # the worker's late outcome is refused: the cancel stands

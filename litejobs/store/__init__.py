@@ -35,6 +35,25 @@ class Recovered:
     failed: list[str]
 
 
+@dataclass
+class Delivery:
+    """One webhook delivery: a job's event, its exact body, and how sending it went."""
+
+    id: str
+    job_id: str
+    event: str
+    url: str
+    payload: bytes
+    #: pending (due at next_at, or being sent), delivered, or failed (for good)
+    state: str
+    attempts: int
+    next_at: int | None
+    last_status: int | None
+    last_error: str | None
+    created_at: int
+    updated_at: int
+
+
 class Store(Protocol):
     """Every state change is guarded by the job's current state in the same statement, so races
     settle in the database. Times are epoch milliseconds, passed in (the clock is the caller's)."""
@@ -110,3 +129,35 @@ class Store(Protocol):
     async def active_owners(self) -> list[str]: ...
 
     async def stats(self, now_ms: int) -> dict[str, Any]: ...
+
+    async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
+        """How many jobs each (status, kind) pair has: the metrics' job gauge."""
+
+    # --- webhook deliveries ------------------------------------------------------------------
+
+    async def add_delivery(self, job_id: str, event: str, url: str, payload: bytes, now_ms: int) -> Delivery:
+        """Record a pending delivery, due now."""
+
+    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        """Take up to `limit` due deliveries, oldest first, pushing their next_at `lease_ms` ahead so
+        that no other sender (another process on the file) takes them meanwhile."""
+
+    async def record_delivery(
+        self,
+        delivery_id: str,
+        state: str,
+        next_at_ms: int | None,
+        status: int | None,
+        error: str | None,
+        now_ms: int,
+    ) -> None:
+        """Record one attempt's outcome (attempts + 1): delivered, failed, or pending until next_at_ms."""
+
+    async def release_deliveries(self, delivery_ids: list[str], now_ms: int) -> None:
+        """Make claimed deliveries due again, the attempt not counted (shutdown mid-send)."""
+
+    async def deliveries(self, job_id: str, limit: int) -> list[Delivery]:
+        """A job's deliveries, oldest first (the latest `limit`)."""
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """Deliveries by state."""

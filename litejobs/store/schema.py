@@ -77,6 +77,28 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_owner_updated ON jobs(owner, updated_at);
     """,
+    # 3: webhook deliveries, kept in the database so that pending retries survive a restart
+    """
+    CREATE TABLE webhook_deliveries (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        job_id      TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        event       TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        -- the exact bytes sent: every retry carries (and signs) the same body
+        payload     BLOB NOT NULL,
+        state       TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        -- when a pending delivery is due (while one is being sent: when its sender's claim ends)
+        next_at     INTEGER,
+        last_status INTEGER,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at) WHERE state = 'pending';
+    CREATE INDEX webhook_deliveries_job ON webhook_deliveries(job_id, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFul
 from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
 from litejobs.store import Recovered, StoredFile, Submitted
 from litejobs.store.schema import MIGRATIONS
+from litejobs.store.sqlite_webhooks import WebhookDeliveries
 from litejobs.store.writer import GroupWriter
 
 _JOB_COLUMNS = (
@@ -66,6 +67,19 @@ def _fetch_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
     return None if row is None else _job(row)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; sqlite3.complete_statement knows comments and triggers."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(part.strip().startswith("--") for part in buffer.strip().splitlines()):
+        raise ValueError(f"incomplete SQL statement in a migration: {buffer.strip()[:80]}")
+    return statements
+
+
 def _guarded_status(target: JobState) -> str:
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
 
@@ -77,7 +91,7 @@ def _end_attempt(conn: sqlite3.Connection, job_id: str, now_ms: int, outcome: st
     )
 
 
-class SqliteStore:
+class SqliteStore(WebhookDeliveries):
     """Writes go through one GroupWriter connection; reads use a second connection (WAL lets them
     run beside the writer)."""
 
@@ -131,9 +145,8 @@ class SqliteStore:
             if version > len(MIGRATIONS):
                 raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await conn.execute(statement)
+                for statement in _statements(script):
+                    await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {number}")
             await conn.execute("COMMIT")
         except BaseException:
@@ -526,3 +539,7 @@ class SqliteStore:
             "queue_depth": counts["waiting"] + counts["delayed"],
             "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
         }
+
+    async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
+        rows = await self._read("SELECT status, kind, count(*) FROM jobs GROUP BY status, kind")
+        return {(r[0], r[1]): r[2] for r in rows}

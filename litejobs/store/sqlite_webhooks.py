@@ -1,0 +1,110 @@
+"""The webhook-delivery half of SqliteStore: the SQL of the webhook_deliveries table (migration 3)."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from litejobs.store import Delivery
+
+_COLUMNS = (
+    "seq, id, job_id, event, url, payload, state, attempts, next_at, last_status, last_error, created_at, updated_at"
+)
+
+
+def new_delivery_id() -> str:
+    return "dlv_" + secrets.token_hex(12)
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        job_id=row["job_id"],
+        event=row["event"],
+        url=row["url"],
+        payload=bytes(row["payload"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        next_at=row["next_at"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class WebhookDeliveries:
+    """Mixed into SqliteStore. Like the jobs' writes, every change is one statement guarded by the
+    row's state, so two processes sending from one file settle who sends what in the database."""
+
+    if TYPE_CHECKING:
+
+        async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> Any: ...
+
+        async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
+
+    async def add_delivery(self, job_id: str, event: str, url: str, payload: bytes, now_ms: int) -> Delivery:
+        def op(conn: sqlite3.Connection) -> Delivery:
+            row = conn.execute(
+                "INSERT INTO webhook_deliveries (id, job_id, event, url, payload, state, next_at, created_at, "
+                f"updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING {_COLUMNS}",
+                (new_delivery_id(), job_id, event, url, payload, now_ms, now_ms, now_ms),
+            ).fetchone()
+            return _delivery(row)
+
+        return await self._write(op)  # type: ignore[no-any-return]
+
+    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "UPDATE webhook_deliveries SET next_at = ? WHERE seq IN (SELECT seq FROM webhook_deliveries "
+                "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT ?) "
+                f"AND state = 'pending' AND next_at <= ? RETURNING {_COLUMNS}",
+                (now_ms + lease_ms, now_ms, limit, now_ms),
+            ).fetchall()
+            return [_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
+
+        return await self._write(op)  # type: ignore[no-any-return]
+
+    async def record_delivery(
+        self,
+        delivery_id: str,
+        state: str,
+        next_at_ms: int | None,
+        status: int | None,
+        error: str | None,
+        now_ms: int,
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_at = ?, last_status = ?, "
+                "last_error = ?, updated_at = ? WHERE id = ? AND state = 'pending'",
+                (state, next_at_ms, status, error, now_ms, delivery_id),
+            )
+
+        await self._write(op)
+
+    async def release_deliveries(self, delivery_ids: list[str], now_ms: int) -> None:
+        if not delivery_ids:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            marks = ",".join("?" * len(delivery_ids))
+            conn.execute(
+                f"UPDATE webhook_deliveries SET next_at = ? WHERE id IN ({marks}) AND state = 'pending'",
+                (now_ms, *delivery_ids),
+            )
+
+        await self._write(op)
+
+    async def deliveries(self, job_id: str, limit: int) -> list[Delivery]:
+        rows = await self._read(
+            f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE job_id = ? ORDER BY seq DESC LIMIT ?", (job_id, limit)
+        )
+        return [_delivery(r) for r in reversed(rows)]
+
+    async def delivery_counts(self) -> dict[str, int]:
+        rows = await self._read("SELECT state, count(*) FROM webhook_deliveries GROUP BY state")
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,277 @@
+"""Webhooks: a signed POST of the job on the events its owner asked for, with durable retries.
+
+A change on the feed that a job's webhook asks for becomes a `pending` row in the store (the job
+body, encoded once, so every retry sends and signs the same bytes). The Deliverer sends due rows
+with bounded concurrency and records each outcome: `delivered`, `pending` again with a backoff, or
+`failed`. Rows live in SQLite, so a restarted server resumes the pending ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from litejobs.config import WebhooksConfig
+from litejobs.errors import FetchError
+from litejobs.fetcher import PolicyResolver
+from litejobs.jobs import Job, JobState, backoff_s
+from litejobs.netpolicy import NetworkPolicy
+from litejobs.store import Delivery, Store
+
+log = logging.getLogger("litejobs.webhooks")
+
+#: how often the Deliverer looks for due rows anyway: retries of another process, or after a restart
+POLL_S = 1.0
+#: a claimed row stays its sender's this long past the attempt's timeout; a sender that died
+#: meanwhile (a crash) leaves it to be sent again: delivery is at-least-once, like jobs
+CLAIM_MARGIN_S = 30.0
+#: how much of a refusing receiver's answer goes into last_error
+ANSWER_SNIPPET_BYTES = 300
+#: 4xx answers that say "later", not "never"
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-Litejobs-Signature value: `sha256=` and the HMAC-SHA256 hex of the exact body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def event_of(job: Job) -> str:
+    """The event a change of `job` is: "progress" for a progress report, else its status."""
+    if job.status is JobState.ACTIVE and job.progress is not None:
+        return "progress"
+    return job.status.value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt went: the receiver's HTTP status (None if it never answered) and why not 2xx."""
+
+    status: int | None
+    error: str | None = None
+    retryable: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def outcome_of(status: int, answer: bytes) -> Outcome:
+    """2xx delivers; 5xx, 408 and 429 are worth another try; other answers will not change."""
+    if 200 <= status < 300:
+        return Outcome(status)
+    snippet = answer.decode("utf-8", "replace").strip()
+    detail = f"the receiver answered HTTP {status}" + (f": {snippet}" if snippet else "")
+    if 300 <= status < 400:
+        return Outcome(status, f"{detail} (redirects are not followed: give the final URL)")
+    return Outcome(status, detail, retryable=status >= 500 or status in _RETRYABLE_4XX)
+
+
+class WebhookSender:
+    """POSTs through its own aiohttp session under the fetch network policy: the resolver drops
+    refused addresses, IP literals are checked before connecting, and redirects are not followed
+    (a redirect could lead where the policy was never asked)."""
+
+    def __init__(self, policy: NetworkPolicy, timeout_s: float, user_agent: str, *, resolver: Any = None) -> None:
+        """`resolver` replaces the system DNS lookup (tests); the policy is applied to its answers."""
+        self.policy = policy
+        self.timeout_s = timeout_s
+        self.user_agent = user_agent
+        self._inner_resolver = resolver
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> WebhookSender:
+        resolver = PolicyResolver(self._inner_resolver or aiohttp.DefaultResolver(), self.policy)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=resolver),
+            trust_env=False,  # a proxy from the environment would bypass the network policy
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        """One attempt; never raises for the receiver's or the network's faults."""
+        assert self._session is not None, "the WebhookSender is not open"
+        try:
+            self._check_literal_host(url)
+            async with self._session.post(
+                url, data=body, headers={"User-Agent": self.user_agent, **headers}, allow_redirects=False
+            ) as resp:
+                answer = b"" if 200 <= resp.status < 300 else await resp.content.read(ANSWER_SNIPPET_BYTES)
+                return outcome_of(resp.status, answer)
+        except FetchError as exc:  # refused by the policy, or a name that does not resolve
+            return Outcome(None, f"{exc.code}: {exc.message}", retryable=exc.retryable)
+        except TimeoutError:
+            return Outcome(None, f"timeout: no answer within {self.timeout_s:g} s", retryable=True)
+        except (aiohttp.ClientError, OSError) as exc:
+            return Outcome(None, f"network_error: {type(exc).__name__}: {exc}", retryable=True)
+
+    def _check_literal_host(self, url: str) -> None:
+        # aiohttp connects to IP-literal hosts without asking the resolver (as in Fetcher)
+        host = URL(url).raw_host or ""
+        if ":" in host or host.replace(".", "").isdigit():
+            self.policy.check_ip(host)
+
+
+Attempted = Callable[[Delivery, Outcome, str], None]
+
+
+class Deliverer:
+    """`on_change` (a ChangeFeed listener) records deliveries; while open, a task sends due ones,
+    `concurrency` at once, woken on each new row, at each retry's time, and every POLL_S."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: WebhooksConfig,
+        sender: WebhookSender,
+        *,
+        body_of: Callable[[Job], dict[str, Any]],
+        clock: Callable[[], int],
+        on_attempt: Attempted | None = None,
+    ) -> None:
+        """`body_of` renders the job as the API does (api/http.job_body, handed in by App so that this
+        layer does not import the edge); `on_attempt(delivery, outcome, new_state)` feeds metrics."""
+        self.store = store
+        self.config = config
+        self.sender = sender
+        self.body_of = body_of
+        self.clock = clock
+        self.on_attempt = on_attempt or (lambda delivery, outcome, state: None)
+        self._wake = asyncio.Event()
+        self._adding: set[asyncio.Task[Any]] = set()
+        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Deliverer:
+        self._loop_task = asyncio.create_task(self._deliver_forever(), name="litejobs-webhooks")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        loop_task, self._loop_task = self._loop_task, None
+        if self._adding:  # rows for changes already announced: write them, so the next start sends them
+            await asyncio.wait(set(self._adding), timeout=5)
+        if loop_task is not None:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+        in_flight = dict(self._sending)
+        for task in in_flight.values():
+            task.cancel()
+        if in_flight:
+            await asyncio.wait(set(in_flight.values()), timeout=5)
+            with contextlib.suppress(Exception):
+                await self.store.release_deliveries(list(in_flight), self.clock())
+
+    def on_change(self, job: Job) -> None:
+        """Feed listener: record a delivery when the job's webhook asks for this event."""
+        hook = job.webhook
+        if not hook or self._loop_task is None:
+            return
+        event = event_of(job)
+        if event in hook.get("events", ()):
+            self._spawn(self._add(job, event))
+
+    async def resend(self, job: Job) -> Delivery:
+        """A new delivery of the job as it is now, whatever events its webhook asked for."""
+        assert job.webhook is not None
+        return await self._add(job, event_of(job))
+
+    async def _add(self, job: Job, event: str) -> Delivery:
+        assert job.webhook is not None
+        body = json.dumps(self.body_of(job), separators=(",", ":"), ensure_ascii=False).encode()
+        delivery = await self.store.add_delivery(job.id, event, job.webhook["url"], body, self.clock())
+        self._wake.set()
+        return delivery
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._adding.add(task)
+        task.add_done_callback(self._added)
+
+    def _added(self, task: asyncio.Task[Any]) -> None:
+        self._adding.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # the job may have expired and been deleted meanwhile (the row's foreign key)
+            log.warning("could not record a webhook delivery: %s", task.exception())
+
+    async def _deliver_forever(self) -> None:
+        lease_ms = int((self.config.timeout_s + CLAIM_MARGIN_S) * 1000)
+        while True:
+            self._wake.clear()
+            free = self.config.concurrency - len(self._sending)
+            if free > 0:
+                try:
+                    due = await self.store.claim_deliveries(self.clock(), free, lease_ms)
+                except Exception:
+                    log.exception("claiming webhook deliveries failed; trying again")
+                    due = []
+                for delivery in due:
+                    task = asyncio.create_task(self._send(delivery), name=f"litejobs-webhook-{delivery.id}")
+                    self._sending[delivery.id] = task
+                    task.add_done_callback(functools.partial(self._sent, delivery.id))
+                if due and len(due) == free:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    def _sent(self, delivery_id: str, task: asyncio.Task[None]) -> None:
+        self._sending.pop(delivery_id, None)
+        self._wake.set()
+
+    async def _send(self, delivery: Delivery) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Litejobs-Event": delivery.event,
+            "X-Litejobs-Delivery": delivery.id,
+        }
+        if self.config.secret:
+            headers["X-Litejobs-Signature"] = sign(self.config.secret, delivery.payload)
+        try:
+            outcome = await self.sender.post(delivery.url, delivery.payload, headers)
+        except Exception as exc:  # a bug, not the receiver's fault: keep the row moving, say what broke
+            log.exception("webhook %s could not be sent", delivery.id)
+            outcome = Outcome(None, f"internal_error: {type(exc).__name__}: {exc}", retryable=True)
+        attempt = delivery.attempts + 1
+        next_at = None
+        if outcome.delivered:
+            state = "delivered"
+        elif outcome.retryable and attempt <= self.config.max_retries:
+            state = "pending"
+            delay_s = backoff_s(attempt, self.config.backoff_base_s, self.config.backoff_max_s, random.random())
+            next_at = self.clock() + int(delay_s * 1000)
+        else:
+            state = "failed"
+        if not outcome.delivered:
+            log.info(
+                "webhook %s (%s of %s): %s; now %s", delivery.id, delivery.event, delivery.job_id, outcome.error, state
+            )
+        try:
+            await self.store.record_delivery(delivery.id, state, next_at, outcome.status, outcome.error, self.clock())
+        except Exception:
+            log.exception("could not record webhook delivery %s; it will be sent again", delivery.id)
+            return
+        self.on_attempt(delivery, outcome, state)
+        if next_at is not None:
+            asyncio.get_running_loop().call_later(max(0.0, (next_at - self.clock()) / 1000), self._wake.set)
