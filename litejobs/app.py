@@ -14,10 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from litejobs import __version__
-from litejobs.api import events, system, v1
+from litejobs.api import dialects, events, system, v1
+from litejobs.api import metrics as metrics_routes
+from litejobs.api import webhooks as webhook_routes
 from litejobs.api.auth import KeyRing
 from litejobs.api.errors import error_body, error_response, request_id_of
-from litejobs.api.http import RequestIdMiddleware
+from litejobs.api.http import RequestIdMiddleware, job_body
 from litejobs.api.ratelimit import RateLimiter
 from litejobs.config import Config
 from litejobs.engine import Engine
@@ -26,10 +28,15 @@ from litejobs.events import ChangeFeed
 from litejobs.fetcher import Fetcher
 from litejobs.files import FileArea
 from litejobs.jobs import system_clock_ms
-from litejobs.kinds import KindRegistry, builtin_kinds
+from litejobs.kinds import KindRegistry, builtin_kinds, multi
+from litejobs.logs import RequestLogMiddleware, log_transition
+from litejobs.metrics import Metrics
 from litejobs.netpolicy import NetworkPolicy
+from litejobs.plugins import plugin_kinds
+from litejobs.politeness import HostGate
 from litejobs.store.sqlite import SqliteStore
 from litejobs.sweeper import Sweeper
+from litejobs.webhooks import Deliverer, WebhookSender
 from litejobs.worker import Resources, WorkerPool, new_worker_id
 
 log = logging.getLogger("litejobs")
@@ -57,13 +64,16 @@ class App:
         self.feed = ChangeFeed()
         self.keys = KeyRing(config.auth.keys)
         self.limiter = RateLimiter(config.auth.rate_per_s)
-        self.policy = NetworkPolicy(config.allow_private_networks)
-        self.kinds = KindRegistry(builtin_kinds())
+        self.policy = NetworkPolicy(config.allow_private_networks, config.fetch.blocked_networks)
+        self.kinds = KindRegistry([*builtin_kinds(), multi.KIND])
+        for kind in plugin_kinds(config.kinds, reserved=self.kinds.names()):
+            self.kinds.add(kind)
         self.files = FileArea(config.files_dir)
         self.store = SqliteStore(config.store.path)
         self.fetcher = Fetcher(config.fetch, self.policy)
         self.browser = _browser_pool(config, self.policy)
-        self.resources = Resources(config, self.fetcher, self.browser, self.files)
+        gate = HostGate(config.crawl.per_host_concurrency, config.crawl.per_host_delay_ms)
+        self.resources = Resources(config, self.fetcher, self.browser, self.files, host_gate=gate)
         self.workers: WorkerPool | None = None
         if config.queue.enabled:
             self.workers = WorkerPool(
@@ -78,6 +88,18 @@ class App:
             on_requeue=self.workers.notify if self.workers else lambda: None,
         )
         self.engine = Engine(config, self.store, self.kinds, self.workers, self.feed, self.resources, clock=clock)
+        self.metrics = Metrics(self.store, clock=clock, kinds=self.kinds.names, process_gauges=self._process_gauges)
+        self.webhook_sender = WebhookSender(self.policy, config.webhooks.timeout_s, config.fetch.user_agent)
+        self.deliverer = Deliverer(
+            self.store,
+            config.webhooks,
+            self.webhook_sender,
+            body_of=job_body,
+            clock=clock,
+            on_attempt=self.metrics.webhook_attempt,
+        )
+        for listener in (self.metrics.on_change, self.deliverer.on_change, log_transition):
+            self.feed.subscribe(listener)
         self.asgi = self._build_asgi()
         self._stack = contextlib.AsyncExitStack()
         self._open = False
@@ -89,6 +111,9 @@ class App:
             if self.browser is not None:
                 await self._stack.enter_async_context(self.browser)
             await self._stack.enter_async_context(self.sweeper)
+            # before the workers, so that it closes after them and records their last changes
+            await self._stack.enter_async_context(self.webhook_sender)
+            await self._stack.enter_async_context(self.deliverer)
             if self.workers is not None:
                 await self._stack.enter_async_context(self.workers)
         except BaseException:
@@ -123,6 +148,15 @@ class App:
         figures["browser"] = self.browser.state() if self.browser is not None else {"state": "unavailable"}
         return figures
 
+    def _process_gauges(self) -> dict[str, float]:
+        gauges = {
+            "workers_busy": float(self.workers.busy if self.workers else 0),
+            "workers_total": float(self.workers.concurrency if self.workers else 0),
+        }
+        if self.browser is not None:
+            gauges["browser_pages_open"] = float(self.browser.state().get("pages_open", 0))
+        return gauges
+
     def _build_asgi(self) -> Starlette:
         async def on_litejobs_error(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, LitejobsError)
@@ -140,8 +174,15 @@ class App:
             return JSONResponse(body, status_code=500)
 
         app = Starlette(
-            routes=[*v1.ROUTES, *events.ROUTES, *system.ROUTES],
-            middleware=[Middleware(RequestIdMiddleware)],
+            routes=[
+                *v1.ROUTES,
+                *events.ROUTES,
+                *webhook_routes.ROUTES,
+                *metrics_routes.ROUTES,
+                *dialects.ROUTES,
+                *system.ROUTES,
+            ],
+            middleware=[Middleware(RequestLogMiddleware), Middleware(RequestIdMiddleware)],
             exception_handlers={LitejobsError: on_litejobs_error, HTTPException: on_http_error, Exception: on_crash},
         )
         app.state.litejobs = self

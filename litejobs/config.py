@@ -6,11 +6,13 @@ config.example.toml is the reference for every key; tests/test_config.py holds t
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,8 @@ class FetchConfig:
     connections: int = 100
     #: private and loopback targets; unset means: allowed when the server listens on loopback
     allow_private_networks: bool | None = None
+    #: address ranges (CIDR) no job or webhook may reach, on top of the built-in ones
+    blocked_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,69 @@ class CrawlConfig:
 
 @dataclass(frozen=True)
 class WebhooksConfig:
+    #: HMAC-SHA256 key of X-Litejobs-Signature; empty means deliveries are not signed
     secret: str = ""
+    #: per delivery attempt: connect, send, and the receiver's answer
+    timeout_s: float = 10.0
+    #: retries after a failed attempt (network error, timeout, 5xx, 408, 429); other answers are final
+    max_retries: int = 5
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    #: deliveries in flight at once
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class AiConfig:
+    #: an OpenAI-compatible API (e.g. "http://127.0.0.1:8080/v1"); empty: prompts fall back to markdown
+    base_url: str = ""
+    model: str = ""
+    api_key: str = ""
+    timeout_s: float = 30.0
+
+
+KIND_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True, init=False, eq=False)
+class KindsConfig(Mapping[str, str]):
+    """[kinds]: plugin job kinds as `name = "package.module:function"`.
+
+    Its keys are kind names, not settings, so it declares no fields (walking the config, as the
+    example-file test does, sees a section with no fixed keys) and is read as one table by
+    `from_table`, which checks each name and target instead of rejecting unknown keys."""
+
+    def __init__(self, targets: Mapping[str, str] | None = None) -> None:
+        object.__setattr__(self, "_targets", dict(targets or {}))
+        self._targets: dict[str, str]
+
+    @classmethod
+    def from_table(cls, values: Mapping[str, Any]) -> KindsConfig:
+        for name, target in values.items():
+            if not KIND_NAME.fullmatch(name):
+                raise ConfigError(f"kinds.{name}: a kind name is lowercase letters, digits and _, from a letter on")
+            module, _, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
+            if not module or not attr:
+                raise ConfigError(f'kinds.{name}: expected "package.module:function", got {target!r}')
+        return cls(values)
+
+    def __getitem__(self, name: str) -> str:
+        return self._targets[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KindsConfig) and self._targets == other._targets
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._targets.items())))
+
+    def __repr__(self) -> str:
+        return f"KindsConfig({self._targets!r})"
 
 
 @dataclass(frozen=True)
@@ -118,6 +184,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    ai: AiConfig = field(default_factory=AiConfig)
+    kinds: KindsConfig = field(default_factory=KindsConfig)
 
     @property
     def files_dir(self) -> Path:
@@ -132,7 +200,8 @@ class Config:
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated like loaded values)."""
         current = getattr(self, section)
-        merged = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+        merged = dict(current) if isinstance(current, KindsConfig) else {}
+        merged.update({f.name: getattr(current, f.name) for f in dataclasses.fields(current)})
         merged.update(changes)
         return dataclasses.replace(self, **{section: _build_section(section, type(current), merged)})
 
@@ -205,10 +274,15 @@ _POSITIVE = {
     "fetch.timeout_s": (0.1, None),
     "fetch.max_body_bytes": (1, None),
     "crawl.per_host_concurrency": (1, None),
+    "webhooks.timeout_s": (0.1, None),
+    "webhooks.max_retries": (0, 100),
+    "webhooks.concurrency": (1, 1000),
 }
 
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+    if cls is KindsConfig:
+        return KindsConfig.from_table(values)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -225,6 +299,12 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
                 raise ConfigError(f"{where}: {coerced!r} is out of range ({low} to {high or 'any'})")
         if where == "server.log_format" and coerced not in ("text", "json"):
             raise ConfigError(f"{where}: expected 'text' or 'json', got {coerced!r}")
+        if where == "fetch.blocked_networks":
+            for cidr in coerced:
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    raise ConfigError(f"{where}: {cidr!r} is not an address range like 10.0.0.0/8") from None
         kwargs[key] = coerced
     return cls(**kwargs)
 

@@ -43,26 +43,35 @@ def _stream(body: AsyncIterator[str]) -> Response:
 
 async def job_events(request: Request) -> Response:
     who = owner(request)
-    engine = app_of(request).engine
-    job = await engine.get(request.path_params["job_id"], who)
+    app = app_of(request)
+    job = await app.engine.get(request.path_params["job_id"], who)
     since = _last_event_id(request)
 
     async def body() -> AsyncIterator[str]:
-        current: Job | None = job
+        # a queue, not a one-shot waiter: every change published while we are sending is kept
+        changes: asyncio.Queue[Job] = asyncio.Queue()
+        unsubscribe = app.feed.subscribe(lambda changed: changes.put_nowait(changed) if changed.id == job.id else None)
+        current: Job | None = await app.store.get(job.id)
         sent_at, sent_status = -1, None
         quiet_s = 0.0
-        while current is not None:
-            if current.updated_at > sent_at and (since is None or current.updated_at > since):
-                yield sse(current, "status" if current.status != sent_status else "progress")
-                sent_at, sent_status, quiet_s = current.updated_at, current.status, 0.0
-            if current.is_terminal:
-                return
-            changed = await engine.feed.wait_change(current.id, RECHECK_S)
-            quiet_s += RECHECK_S if changed is None else 0.0
-            if quiet_s >= KEEPALIVE_S:
-                quiet_s = 0.0
-                yield ": keep-alive\n\n"
-            current = changed or await engine.store.get(current.id)
+        try:
+            while current is not None:
+                if current.updated_at >= sent_at and (current.updated_at, current.status) != (sent_at, sent_status):
+                    if since is None or current.updated_at > since:
+                        yield sse(current, "status" if current.status != sent_status else "progress")
+                    sent_at, sent_status, quiet_s = current.updated_at, current.status, 0.0
+                if current.is_terminal:
+                    return
+                try:
+                    current = await asyncio.wait_for(changes.get(), RECHECK_S)
+                except TimeoutError:  # another process may have changed it: read the store
+                    quiet_s += RECHECK_S
+                    if quiet_s >= KEEPALIVE_S:
+                        quiet_s = 0.0
+                        yield ": keep-alive\n\n"
+                    current = await app.store.get(job.id)
+        finally:
+            unsubscribe()
 
     return _stream(body())
 

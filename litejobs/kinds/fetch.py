@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from litejobs.ai import extract_with_prompt
 from litejobs.errors import BrowserUnavailable, UpstreamStatus
 from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
@@ -237,6 +238,11 @@ def build_outputs(loaded: Mapping[str, Any], output: tuple[str, ...], extract_sc
 async def run_fetch(params: FetchParams, ctx: KindContext) -> JobResult:
     loaded = await load_page(params, ctx)
     outputs = build_outputs(loaded, params.output, params.extract)
+    if params.extract is not None and params.extract.prompt:
+        markdown = outputs.get("markdown") or build_outputs(loaded, ("markdown",), None)["markdown"]
+        extraction = await extract_with_prompt(ctx.config.ai, params.extract.prompt, markdown)
+        outputs.update(extraction.outputs())
+        loaded["stats"]["ai"] = extraction.stats()
     return JobResult(JobState.COMPLETED, outputs, loaded["stats"])
 
 

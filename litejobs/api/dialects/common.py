@@ -1,0 +1,159 @@
+"""What the vendor dialects share: the caller, jobs read by their unguessable id, vendor error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from litejobs.api.auth import owner_of_key, presented_key
+from litejobs.api.errors import error_response
+from litejobs.api.http import app_of, read_json
+from litejobs.api.v1 import owner
+from litejobs.engine import Engine, SyncContext
+from litejobs.errors import (
+    Forbidden,
+    LitejobsError,
+    NotFound,
+    ShuttingDown,
+    SyncTimeout,
+    UnsupportedKind,
+    ValidationFailed,
+)
+from litejobs.jobs import Job, JobResult
+from litejobs.store import Submitted
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+#: a vendor's error body for an error: (request, error, the native body) → JSON
+ErrorShape = Callable[[Request, LitejobsError, dict[str, Any]], dict[str, Any]]
+
+
+def engine_of(request: Request) -> Engine:
+    return app_of(request).engine
+
+
+def speaking(shape: ErrorShape) -> Callable[[Endpoint], Endpoint]:
+    """Decorate a route so that its errors answer in the vendor's shape, with the native status."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except LitejobsError as exc:
+                native = error_response(request, exc)
+                headers = {"Retry-After": native.headers["retry-after"]} if "retry-after" in native.headers else {}
+                body = shape(request, exc, json.loads(native.body))
+                return JSONResponse(body, status_code=native.status_code, headers=headers)
+
+        return guarded
+
+    return decorate
+
+
+async def read_body(request: Request) -> dict[str, Any]:
+    """A JSON object body (an empty body is an empty object)."""
+    body = await read_json(request, allow_empty=True)
+    if not isinstance(body, Mapping):
+        raise ValidationFailed([{"field": "body", "problem": "must be a JSON object"}])
+    return dict(body)
+
+
+async def submit_one(
+    request: Request,
+    spec_body: dict[str, Any],
+    who: str,
+    idempotency_key: str | None = None,
+    input_as: str | None = None,
+) -> Submitted:
+    """Validate and submit one native submission. `input_as` names the vendor's place for the
+    input in validation errors: "" when its fields are the body's own (`input.url` → `url`)."""
+    engine = engine_of(request)
+    engine.check_accepting()
+    try:
+        spec = engine.build_spec(spec_body, who, idempotency_key)
+    except ValidationFailed as exc:
+        if input_as is None:
+            raise
+        raise renamed(exc, "input.", input_as) from None
+    [submitted] = await engine.submit([spec])
+    return submitted
+
+
+async def job_by_id(request: Request, job_id: str) -> tuple[Job, str]:
+    """The job and its owner, for vendors whose docs read a job with no key: there the 128-bit id
+    is the credential, as it is on the vendor. A presented key is still checked and must own it."""
+    app = app_of(request)
+    if presented_key(request) is not None or not app.keys.enabled:
+        who = owner(request)
+        return await app.engine.get(job_id, who), who
+    # Engine.get checks an owner; trying each configured key's owner finds the job without one
+    for key in app.config.auth.keys:
+        who = owner_of_key(key)
+        try:
+            job = await app.engine.get(job_id, who)
+        except Forbidden:
+            continue
+        app.rate_limit(who)
+        return job, who
+    raise NotFound()
+
+
+async def result_of(request: Request, job: Job, who: str) -> JobResult | None:
+    """The job's result if it has one (completed or partial), else None."""
+    if not job.result_available:
+        return None
+    _, result = await engine_of(request).result(job.id, who)
+    return result
+
+
+async def pages_of(request: Request, job: Job, default_limit: int = 100) -> dict[str, Any]:
+    """A multi-page job's pages, `?offset=&limit=` at a time, as the native result gives them."""
+    store = app_of(request).store
+    total = await store.page_count(job.id)
+    if not total:
+        return {}
+    offset = _int_param(request, "offset", 0, 10**9)
+    limit = _int_param(request, "limit", default_limit, 1000) or default_limit
+    pages = await store.pages(job.id, offset, limit)
+    return {"pages": pages, "total_pages": total, "next_offset": offset + limit if offset + limit < total else None}
+
+
+def _int_param(request: Request, name: str, default: int, high: int) -> int:
+    raw = request.query_params.get(name, "")
+    return min(int(raw), high) if raw.isdigit() else default
+
+
+async def run_inline(request: Request, kind_name: str, raw_input: Any, hint: str) -> tuple[JobResult, list[Any]]:
+    """Run a kind now within limits.sync_timeout_s, with the pages a multi-page kind saved.
+
+    Engine.run_inline keeps those pages to itself, so this runs the kind the same way with its
+    own SyncContext; `hint` says where the async form of the call is, for the 504."""
+    engine = engine_of(request)
+    if engine.shutting_down:
+        raise ShuttingDown()
+    kind = engine.kinds.get(kind_name)
+    if not kind.sync_allowed:
+        raise UnsupportedKind(f"the {kind_name!r} kind runs only as a job: {hint}")
+    params = kind.parse(raw_input)
+    context = SyncContext(engine.resources)
+    timeout_s = engine.config.limits.sync_timeout_s
+    try:
+        result = await asyncio.wait_for(kind.run(params, context), timeout_s)
+    except TimeoutError:
+        raise SyncTimeout(f"it took longer than {timeout_s:g} s: {hint}") from None
+    return result, context.pages
+
+
+def renamed(exc: ValidationFailed, old_prefix: str, new_prefix: str = "") -> ValidationFailed:
+    """The same problems with field names in the vendor's terms (`input.url` → `url`)."""
+    details = [
+        {**d, "field": new_prefix + d["field"][len(old_prefix) :]} if d["field"].startswith(old_prefix) else d
+        for d in exc.details
+    ]
+    return ValidationFailed(details)

@@ -1,0 +1,105 @@
+"""ScraperAPI's Async API at /compat/scraperapi: POST /jobs, then GET or DELETE the job's statusUrl."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from litejobs.api.dialects.common import engine_of, job_by_id, read_body, result_of, submit_one
+from litejobs.api.v1 import owner
+from litejobs.errors import ValidationFailed
+from litejobs.fields import Fields
+from litejobs.jobs import Job, JobResult, JobState
+
+STATUS = {
+    JobState.WAITING: "running",
+    JobState.DELAYED: "running",
+    JobState.ACTIVE: "running",
+    JobState.COMPLETED: "finished",
+    JobState.PARTIAL: "finished",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "failed",
+}
+FETCH_FIELDS = ("url", "method", "headers", "body")
+
+
+def fetch_input(body: dict[str, Any]) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """The vendor body → (the native fetch input, the apiKey, meta); unknown fields are refused."""
+    f = Fields(body)
+    key = f.str("apiKey", None, max_len=1000)
+    meta = f.dict("meta", {})
+    api_params = Fields(f.dict("apiParams", {}), "apiParams")
+    render = api_params.bool("render", False)
+    api_params.reject_unknown()
+    f.str("url", max_len=8192)
+    for name in FETCH_FIELDS[1:]:
+        f.any(name)
+    f.reject_unknown()
+    if f.problems or api_params.problems:
+        raise ValidationFailed(f.problems + api_params.problems)
+    native: dict[str, Any] = {name: body[name] for name in FETCH_FIELDS if body.get(name) is not None}
+    native["output"] = ["html", "headers"]
+    if render:
+        native["render_js"] = True
+    return native, key, meta
+
+
+def status_url(request: Request, job_id: str) -> str:
+    """The job's absolute URL on this server: POST .../jobs → .../jobs/{id}, whatever the mount."""
+    return f"{str(request.url.replace(query='')).rstrip('/')}/{job_id}"
+
+
+def job_shape(job: Job, url: str, result: JobResult | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": job.id, "status": STATUS[job.status], "statusUrl": url, "url": job.input["url"]}
+    if job.meta:
+        body["meta"] = job.meta
+    if result is not None:
+        outputs = result.outputs
+        headers = {str(k).lower(): v for k, v in (outputs.get("headers") or {}).items()}
+        headers["sa-final-url"] = outputs.get("final_url", "")
+        headers["sa-statuscode"] = str(outputs.get("status_code", ""))
+        status_code = outputs.get("status_code")
+        body["response"] = {"headers": headers, "body": outputs.get("html", ""), "statusCode": status_code}
+    elif job.status == JobState.CANCELLED:
+        body["error"] = "the job was cancelled"
+    elif job.error:
+        body["error"] = job.error.get("message")
+    return body
+
+
+async def submit_job(request: Request) -> Response:
+    body = await read_body(request)
+    native, key, meta = fetch_input(body)
+    who = owner(request, key)
+    submitted = await submit_one(request, {"kind": "fetch", "input": native, "meta": meta}, who, input_as="")
+    job = submitted.job
+    # a status of "running" from the start, as the vendor answers: the job is accepted and under way
+    answer = {"id": job.id, "status": "running", "statusUrl": status_url(request, job.id), "url": native["url"]}
+    if job.meta:
+        answer["meta"] = job.meta
+    return JSONResponse(answer)
+
+
+def _own_url(request: Request) -> str:
+    return str(request.url.replace(query=""))
+
+
+async def get_job(request: Request) -> Response:
+    job, who = await job_by_id(request, request.path_params["job_id"])
+    return JSONResponse(job_shape(job, _own_url(request), await result_of(request, job, who)))
+
+
+async def cancel_job(request: Request) -> Response:
+    job, who = await job_by_id(request, request.path_params["job_id"])
+    cancelled = await engine_of(request).cancel(job.id, who)
+    return JSONResponse(job_shape(cancelled, _own_url(request), None))
+
+
+ROUTES = [
+    Route("/jobs", submit_job, methods=["POST"]),
+    Route("/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+]

@@ -1,0 +1,114 @@
+"""Scrapio at /compat/scrapio: the Jobs API (`POST /v1/jobs` with a kind) and the inline surfaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from litejobs.api.dialects.common import engine_of, pages_of, read_body, renamed, run_inline, submit_one
+from litejobs.api.errors import request_id_of
+from litejobs.api.v1 import idempotency_key, owner
+from litejobs.errors import UnsupportedKind, ValidationFailed
+from litejobs.jobs import Job, JobState, iso_ms
+
+STATUS = {
+    JobState.WAITING: "queued",
+    JobState.DELAYED: "queued",
+    JobState.ACTIVE: "running",
+    JobState.COMPLETED: "completed",
+    JobState.PARTIAL: "partial",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+}
+INLINE_KINDS = ("fetch", "crawl", "map", "interact", "search")
+ASYNC_HINT = "submit it as a job with POST /v1/jobs and poll GET /v1/jobs/{job_id}"
+
+
+def check_kind(request: Request, kind: Any) -> None:
+    """`search` is a Scrapio kind that needs a search backend: only a plugin kind can be one."""
+    if kind == "search" and "search" not in engine_of(request).kinds.names():
+        raise UnsupportedKind(
+            "no search backend is configured on this server: search runs only when a plugin kind named "
+            "'search' is installed (see docs/plugins.md); fetch, crawl, interact and map are available"
+        )
+
+
+def job_shape(request: Request, job: Job) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "request_id": request_id_of(request),
+        "job_id": job.id,
+        "job_type": job.kind,
+        "status": STATUS[job.status],
+        "mode": "async",
+        "created_at": iso_ms(job.created_at),
+        "started_at": iso_ms(job.started_at),
+        "completed_at": iso_ms(job.completed_at),
+        "result_available": job.result_available,
+    }
+    if job.error and job.status == JobState.FAILED:
+        body["error"] = {"code": job.error.get("code"), "message": job.error.get("message")}
+    return body
+
+
+async def submit_job(request: Request) -> Response:
+    who = owner(request)
+    body = await read_body(request)
+    check_kind(request, body.get("kind"))
+    submitted = await submit_one(request, body, who, idempotency_key(request))
+    if submitted.replayed:
+        return JSONResponse(job_shape(request, submitted.job), headers={"Idempotent-Replayed": "true"})
+    answer = {"request_id": request_id_of(request), "mode": "async", "status": "queued", "job_id": submitted.job.id}
+    return JSONResponse(answer, status_code=202)
+
+
+async def get_job(request: Request) -> Response:
+    job = await engine_of(request).get(request.path_params["job_id"], owner(request))
+    return JSONResponse(job_shape(request, job))
+
+
+async def get_result(request: Request) -> Response:
+    job, result = await engine_of(request).result(request.path_params["job_id"], owner(request))
+    body = {**job_shape(request, job), "outputs": result.outputs, **await pages_of(request, job)}
+    return JSONResponse(body)
+
+
+async def cancel_job(request: Request) -> Response:
+    job = await engine_of(request).cancel(request.path_params["job_id"], owner(request))
+    return JSONResponse(job_shape(request, job))
+
+
+def inline_surface(kind: str) -> Any:
+    async def run_now(request: Request) -> Response:
+        owner(request)
+        body = await read_body(request)
+        check_kind(request, kind)
+        try:
+            result, pages = await run_inline(request, kind, body, ASYNC_HINT)
+        except ValidationFailed as exc:
+            raise renamed(exc, "input.") from None  # the body is the input here
+        answer: dict[str, Any] = {
+            "request_id": request_id_of(request),
+            "mode": "sync",
+            "job_type": kind,
+            "status": result.status.value,
+            "outputs": result.outputs,
+            "stats": result.stats,
+        }
+        if pages:
+            answer["pages"] = pages
+        return JSONResponse(answer)
+
+    run_now.__name__ = f"inline_{kind}"
+    return run_now
+
+
+ROUTES = [
+    Route("/v1/jobs", submit_job, methods=["POST"]),
+    Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/v1/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+    Route("/v1/jobs/{job_id}/result", get_result, methods=["GET"]),
+    *(Route(f"/v1/{kind}", inline_surface(kind), methods=["POST"]) for kind in INLINE_KINDS),
+]

@@ -1,0 +1,138 @@
+"""Spidra at /compat/spidra: `POST /api/scrape` (urls, prompt, output, screenshot) and its status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from litejobs.api.dialects.common import engine_of, read_body, result_of, speaking, submit_one
+from litejobs.api.v1 import owner
+from litejobs.errors import Forbidden, LitejobsError, NotFound, ValidationFailed
+from litejobs.fields import Fields, url_problem
+from litejobs.jobs import Job, JobResult, JobState
+from litejobs.kinds.multi import MAX_URLS
+
+STATUS = {
+    JobState.WAITING: "waiting",
+    JobState.DELAYED: "delayed",
+    JobState.ACTIVE: "active",
+    JobState.COMPLETED: "completed",
+    JobState.PARTIAL: "completed",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "failed",
+}
+MESSAGES = {Forbidden: "You do not have permission to access this job.", NotFound: "Scrape not found"}
+
+
+def error_shape(request: Request, exc: LitejobsError, native: dict[str, Any]) -> dict[str, Any]:
+    body = {"status": "error", "message": MESSAGES.get(type(exc), exc.message)}
+    if native["error"]["details"]:
+        body["details"] = native["error"]["details"]
+    return body
+
+
+def multi_input(body: dict[str, Any]) -> dict[str, Any]:
+    """The Spidra body → the `multi_fetch` input; unknown fields are refused."""
+    f = Fields(body)
+    raw_urls = f.any("urls")
+    urls = []
+    if not isinstance(raw_urls, list) or not raw_urls:
+        f.problem("urls", "must be a non-empty list of {url} objects")
+    else:
+        for index, item in enumerate(raw_urls[: MAX_URLS + 1]):
+            url = item.get("url") if isinstance(item, dict) else item
+            problem = url_problem(url) if isinstance(url, str) else "must be an object with a url"
+            if problem:
+                f.problem(f"urls[{index}]", problem)
+            for extra in sorted(set(item) - {"url"}) if isinstance(item, dict) else ():
+                f.problem(f"urls[{index}].{extra}", "is not supported here (see docs/compat.md)")
+            urls.append(url)
+    native = {
+        "urls": urls,
+        "prompt": f.str("prompt", None, max_len=20_000),
+        "format": f.str("output", "markdown", choices=("markdown", "json")),
+        "screenshot": f.bool("screenshot", False),
+    }
+    f.finish()
+    return {k: v for k, v in native.items() if v is not None}
+
+
+def absolute(request: Request, path: str | None) -> str | None:
+    if not path or not path.startswith("/"):
+        return path  # a data: URL of an inline run, or nothing
+    return f"{request.url.scheme}://{request.url.netloc}{path}"
+
+
+def result_shape(request: Request, result: JobResult) -> dict[str, Any]:
+    outputs, stats = result.outputs, result.stats
+    ai = stats.get("ai") or {}
+    data = [
+        {
+            "url": page["url"],
+            "title": page.get("title"),
+            "markdownContent": page.get("markdown"),
+            "success": page["success"],
+            "screenshotUrl": absolute(request, page.get("screenshot")),
+        }
+        for page in outputs.get("pages", [])
+    ]
+    return {
+        "content": outputs.get("content"),
+        "data": data,
+        "screenshots": [item["screenshotUrl"] for item in data if item["screenshotUrl"]],
+        "ai_extraction_failed": outputs.get("ai_extraction_failed", False),
+        "stats": {
+            "durationMs": stats.get("duration_ms"),
+            "captchaSolvedCount": 0,
+            "inputTokens": ai.get("input_tokens", 0),
+            "outputTokens": ai.get("output_tokens", 0),
+            "totalTokens": ai.get("total_tokens", 0),
+        },
+    }
+
+
+def error_text(job: Job) -> str | None:
+    if job.status == JobState.CANCELLED:
+        return "The scrape was cancelled"
+    if job.status == JobState.FAILED and job.error:
+        return str(job.error.get("message"))
+    return None
+
+
+@speaking(error_shape)
+async def submit_scrape(request: Request) -> Response:
+    who = owner(request)
+    native = multi_input(await read_body(request))
+    try:
+        job = (await submit_one(request, {"kind": "multi_fetch", "input": native}, who, input_as="")).job
+    except ValidationFailed as exc:
+        # multi_fetch names them `format`; the caller sent `output`
+        details = [{**d, "field": "output"} if d["field"] == "format" else d for d in exc.details]
+        raise ValidationFailed(details) from None
+    return JSONResponse({"jobId": job.id, "status": STATUS[job.status]})
+
+
+@speaking(error_shape)
+async def get_scrape(request: Request) -> Response:
+    who = owner(request)
+    job = await engine_of(request).get(request.path_params["job_id"], who)
+    result = await result_of(request, job, who)
+    progress = job.progress or {"message": "Waiting in the queue", "progress": 0}
+    if result is not None:
+        progress = {"message": "Scrape completed successfully", "progress": 1}
+    body = {
+        "status": STATUS[job.status],
+        "progress": progress,
+        "result": result_shape(request, result) if result is not None else None,
+        "error": error_text(job),
+    }
+    return JSONResponse(body)
+
+
+ROUTES = [
+    Route("/api/scrape", submit_scrape, methods=["POST"]),
+    Route("/api/scrape/{job_id}", get_scrape, methods=["GET"]),
+]

@@ -1,0 +1,84 @@
+"""What every dialect shares: the mounts, one job table, reads by job id, and vendor error bodies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Http, Response, ServerThread, TargetSite, make_config
+
+ALICE, BOB = "k-alice", "k-bob"
+
+
+def poll(read: Callable[[], Response], done: Callable[[Any], bool], timeout_s: float = 15) -> Any:
+    """Poll as the vendors' docs do (every 50 ms here) until `done(body)`, for at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        resp = read()
+        assert resp.status == 200, (resp.status, resp.body)
+        if done(resp.json) or time.monotonic() > deadline:
+            return resp.json
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[ServerThread]:
+    with ServerThread(make_config(tmp_path, auth={"keys": [ALICE, BOB]})) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/compat/scraperapi/jobs",
+        "/compat/scrapio/v1/jobs",
+        "/compat/omniscrape/v1/scrape/async",
+        "/compat/spidra/api/scrape",
+        "/compat/scrapellm/scrapers/fetch/jobs",
+    ],
+)
+def test_every_vendor_is_mounted_and_validates_like_the_native_api(server: ServerThread, path: str) -> None:
+    resp = server.http.post(path, {"nonsense": 1})
+    assert resp.status == 422, resp.body
+
+
+def test_an_unknown_vendor_is_404(server: ServerThread) -> None:
+    assert server.http.post("/compat/nope/jobs", {"url": "https://example.com"}).status == 404
+
+
+def test_a_vendor_job_is_a_native_job_with_the_same_owner(keyed: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<h1>Hi</h1>")
+    submitted = Http(keyed.base_url).post("/compat/scraperapi/jobs", {"apiKey": ALICE, "url": url, "meta": {"r": 7}})
+    job_id = submitted.json["id"]
+    native = Http(keyed.base_url, ALICE).wait(job_id)
+    assert native["kind"] == "fetch" and native["status"] == "completed" and native["meta"] == {"r": 7}
+    assert native["max_attempts"] == 3 and native["expires_at"]
+    assert Http(keyed.base_url, BOB).get(f"/v1/jobs/{job_id}").status == 403
+    listed = Http(keyed.base_url, ALICE).get("/v1/jobs").json["jobs"]
+    assert [j["job_id"] for j in listed] == [job_id]
+
+
+def test_a_job_url_works_without_a_key_and_a_presented_key_must_own_it(keyed: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<h1>Hi</h1>")
+    job_id = Http(keyed.base_url).post("/compat/scraperapi/jobs", {"apiKey": BOB, "url": url}).json["id"]
+    anyone = Http(keyed.base_url)
+    assert anyone.get(f"/compat/scraperapi/jobs/{job_id}").status == 200
+    assert anyone.get(f"/compat/scrapellm/jobs/{job_id}").status == 200
+    assert Http(keyed.base_url, ALICE).get(f"/compat/scraperapi/jobs/{job_id}").status == 403
+    assert Http(keyed.base_url, "k-wrong").get(f"/compat/scraperapi/jobs/{job_id}").status == 401
+    assert anyone.get("/compat/scraperapi/jobs/job_00000000000000000000000000000000").status == 404
+    assert anyone.get("/compat/scraperapi/jobs/not-a-job").status == 404
+
+
+def test_routes_that_the_vendors_guard_still_need_a_key(keyed: ServerThread) -> None:
+    anyone = Http(keyed.base_url)
+    assert anyone.post("/compat/scraperapi/jobs", {"url": "https://example.com"}).status == 401
+    assert anyone.get("/compat/scrapio/v1/jobs/job_x").status == 401
+    spidra = anyone.get("/compat/spidra/api/scrape/job_x")
+    assert spidra.status == 401 and spidra.json["status"] == "error" and "API key" in spidra.json["message"]
+    omni = anyone.get("/compat/omniscrape/v1/jobs/job_x")
+    assert omni.status == 401 and omni.json["success"] is False and omni.json["error"]["code"] == "unauthorized"
