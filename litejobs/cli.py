@@ -89,8 +89,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"litejobs: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config))
+    except ConfigError as exc:  # found while building the app: a plugin that cannot be loaded, say
+        print(f"litejobs: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
