@@ -106,6 +106,9 @@ def test_a_flaky_target_is_retried_until_it_answers(server: ServerThread, site: 
     done = server.http.wait(job["job_id"])
     assert done["status"] == "completed" and done["attempts"] == 3
     assert site.hits["/flaky"] == 3
+    timeline = server.http.get(f"/v1/jobs/{job['job_id']}").json["attempts_detail"]
+    assert [a["outcome"] for a in timeline] == ["retry", "retry", "completed"]
+    assert timeline[0]["error"]["code"] == "upstream_status" and timeline[0]["ended_at"] <= timeline[1]["started_at"]
 
 
 def test_a_target_that_keeps_failing_ends_failed_with_a_code(server: ServerThread, site: TargetSite) -> None:

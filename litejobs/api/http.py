@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from litejobs.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from litejobs.jobs import Job, JobResult, iso_ms
+from litejobs.jobs import Attempt, Job, JobResult, iso_ms
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -85,6 +85,18 @@ def job_body(job: Job) -> dict[str, Any]:
         "run_at": iso_ms(job.run_at),
         "expires_at": iso_ms(job.expires_at),
         "links": {"self": base, "result": f"{base}/result", "events": f"{base}/events"},
+    }
+
+
+def attempt_body(attempt: Attempt) -> dict[str, Any]:
+    """One attempt of a job, for its timeline: outcome is completed, partial, failed, retry,
+    cancelled or lost (its worker died); null while it runs."""
+    return {
+        "attempt": attempt.number,
+        "started_at": iso_ms(attempt.started_at),
+        "ended_at": iso_ms(attempt.ended_at),
+        "outcome": attempt.outcome,
+        "error": attempt.error,
     }
 
 

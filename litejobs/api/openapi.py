@@ -93,6 +93,19 @@ _SCHEMAS: dict[str, Any] = {
             "run_at": _TIME,
             "expires_at": _TIME,
             "links": _OBJ,
+            "attempts_detail": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "attempt": {"type": "integer"},
+                        "started_at": _TIME,
+                        "ended_at": _TIME,
+                        "outcome": _NSTR,
+                        "error": {"type": ["object", "null"]},
+                    },
+                },
+            },
         },
     },
     "JobList": {

@@ -10,7 +10,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from litejobs.api.auth import presented_key
-from litejobs.api.http import app_of, job_body, query_number, read_json, result_body
+from litejobs.api.http import app_of, attempt_body, job_body, query_number, read_json, result_body
 from litejobs.errors import NotFound, ValidationFailed
 from litejobs.jobs import JobState
 
@@ -79,7 +79,9 @@ async def get_job(request: Request) -> Response:
     engine = app_of(request).engine
     job_id = request.path_params["job_id"]
     job = await engine.wait(job_id, who, wait_s) if wait_s > 0 else await engine.get(job_id, who)
-    return JSONResponse(job_body(job))
+    body = job_body(job)
+    body["attempts_detail"] = [attempt_body(a) for a in await engine.store.attempts(job.id)]
+    return JSONResponse(body)
 
 
 async def get_result(request: Request) -> Response:
