@@ -22,6 +22,7 @@ from litejobs.errors import (
     ResultNotAvailable,
     ShuttingDown,
     SyncTimeout,
+    UnsupportedKind,
     ValidationFailed,
 )
 from litejobs.events import ChangeFeed
@@ -32,6 +33,7 @@ from litejobs.store import Store, Submitted
 from litejobs.worker import Resources, WorkerPool
 
 MAX_META_BYTES = 16 * 1024
+ASYNC_HINT = "submit it with POST /v1/scrape/async and poll GET /v1/jobs/{id}"
 #: a waiter re-reads the store at least this often, for changes made by another process
 WAIT_RECHECK_S = 1.0
 
@@ -70,6 +72,9 @@ class SyncContext:
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         self.pages.extend(pages)
+
+    async def saved_pages(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        return self.pages[offset : offset + limit]
 
     async def saved_page_urls(self) -> list[str]:
         return [page["url"] for page in self.pages]
@@ -193,6 +198,9 @@ class Engine:
 
     async def result(self, job_id: str, owner: str) -> tuple[Job, JobResult]:
         job = await self.get(job_id, owner)
+        if job.status == JobState.CANCELLED and await self.store.page_count(job_id):
+            # a cancelled crawl keeps the pages it finished: they are its result
+            return job, JobResult(JobState.CANCELLED, {}, {"cancelled": True})
         if job.status not in (JobState.COMPLETED, JobState.PARTIAL):
             raise ResultNotAvailable(f"the job is {job.status.value}; results exist for completed and partial jobs")
         result = await self.store.get_result(job_id)
@@ -222,18 +230,22 @@ class Engine:
 
     # --- inline ------------------------------------------------------------------------------
 
-    async def run_inline(self, kind_name: str, raw_input: Mapping[str, Any]) -> JobResult:
-        """Run a kind now, outside the queue, within limits.sync_timeout_s (POST /v1/scrape)."""
+    async def run_inline(
+        self, kind_name: str, raw_input: Mapping[str, Any], hint: str = ASYNC_HINT
+    ) -> tuple[JobResult, list[dict[str, Any]]]:
+        """Run a kind now, outside the queue, within limits.sync_timeout_s (POST /v1/scrape and the
+        dialects' inline surfaces); returns the result and the pages a multi-page kind saved.
+        `hint` tells the caller of a 504 where the async form of the call is."""
         if self.shutting_down:
             raise ShuttingDown()
         kind = self.kinds.get(kind_name)
+        if not kind.sync_allowed:
+            raise UnsupportedKind(f"the {kind_name!r} kind runs only as a job: {hint}")
         params = kind.parse(raw_input)
         context = SyncContext(self.resources)
         timeout_s = self.config.limits.sync_timeout_s
         try:
-            return await asyncio.wait_for(kind.run(params, context), timeout_s)
+            result = await asyncio.wait_for(kind.run(params, context), timeout_s)
         except TimeoutError:
-            raise SyncTimeout(
-                f"the scrape took longer than {timeout_s:g} s: submit it with POST /v1/scrape/async "
-                "and poll GET /v1/jobs/{id}"
-            ) from None
+            raise SyncTimeout(f"the scrape took longer than {timeout_s:g} s: {hint}") from None
+        return result, context.pages

@@ -27,7 +27,8 @@ LitejobsError
     │   ├── UpstreamStatus         code upstream_status (5xx, 429)
     │   ├── BodyTooLarge           code body_too_large (not retryable)
     │   ├── TooManyRedirects       code too_many_redirects (not retryable)
-    │   └── BlockedAddress         code blocked_address (not retryable)
+    │   ├── BlockedAddress         code blocked_address (not retryable)
+    │   └── RobotsDisallowed       code robots_disallowed (not retryable)
     ├── BrowserError               code browser_error
     │   ├── BrowserUnavailable     code browser_unavailable (not retryable)
     │   └── BrowserCrashed         code browser_crashed (retryable)
@@ -238,6 +239,13 @@ class BlockedAddress(FetchError):
     """The network policy forbids this address."""
 
     code = "blocked_address"
+    retryable = False
+
+
+class RobotsDisallowed(FetchError):
+    """robots.txt disallows this URL."""
+
+    code = "robots_disallowed"
     retryable = False
 
 

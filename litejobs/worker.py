@@ -75,6 +75,9 @@ class JobContext:
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         await self._store.add_pages(self.job_id, pages)
 
+    async def saved_pages(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        return await self._store.pages(self.job_id, offset, limit)
+
     async def saved_page_urls(self) -> list[str]:
         return await self._store.page_urls(self.job_id)
 

@@ -88,6 +88,12 @@ def job_body(job: Job) -> dict[str, Any]:
     }
 
 
+def public_page(page: dict[str, Any]) -> dict[str, Any]:
+    """A stored page as clients see it: keys starting with `_` are the kind's own (a crawl's resume
+    links) and stay inside."""
+    return {k: v for k, v in page.items() if not k.startswith("_")}
+
+
 def attempt_body(attempt: Attempt) -> dict[str, Any]:
     """One attempt of a job, for its timeline: outcome is completed, partial, failed, retry,
     cancelled or lost (its worker died); null while it runs."""

@@ -10,7 +10,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from litejobs.api.auth import presented_key
-from litejobs.api.http import app_of, attempt_body, job_body, query_number, read_json, result_body
+from litejobs.api.http import app_of, attempt_body, job_body, public_page, query_number, read_json, result_body
 from litejobs.errors import NotFound, ValidationFailed
 from litejobs.jobs import JobState
 
@@ -94,7 +94,7 @@ async def get_result(request: Request) -> Response:
     if total:
         offset = int(query_number(request, "offset", 0, 0, 10**9))
         limit = int(query_number(request, "limit", 100, 1, 1000))
-        body["pages"] = await app.store.pages(job.id, offset, limit)
+        body["pages"] = [public_page(p) for p in await app.store.pages(job.id, offset, limit)]
         body["total_pages"] = total
         body["next_offset"] = offset + limit if offset + limit < total else None
     return JSONResponse(body)
@@ -147,7 +147,7 @@ async def stats(request: Request) -> Response:
 async def scrape_sync(request: Request) -> Response:
     owner(request)
     body = await read_json(request)
-    result = await app_of(request).engine.run_inline("fetch", body)
+    result, _ = await app_of(request).engine.run_inline("fetch", body)
     return JSONResponse({"status": result.status.value, "outputs": result.outputs, "stats": result.stats})
 
 

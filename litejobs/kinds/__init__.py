@@ -34,6 +34,9 @@ class KindContext(Protocol):
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         """Store result pages of a multi-page job as they finish (read back page by page)."""
 
+    async def saved_pages(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Pages stored by earlier attempts, in order, private keys included (a crawl's resume)."""
+
     async def saved_page_urls(self) -> list[str]:
         """URLs of pages stored by earlier attempts: a resumed job does not fetch them again."""
 

@@ -43,9 +43,9 @@ def _action_problems(index: int, action: Any) -> list[tuple[str, str]]:
         if name != "type" and name not in required and name not in optional:
             problems.append((f"{where}.{name}", f"is not a field of a {kind} action"))
     if kind == "scroll" and action.get("to") not in (None, "bottom"):
-        problems.append((f"{where}.to", "must be \"bottom\" (or use `by` for pixels)"))
+        problems.append((f"{where}.to", 'must be "bottom" (or use `by` for pixels)'))
     if kind == "scroll" and action.get("to") is None and action.get("by") is None:
-        problems.append((where, "scroll needs `to: \"bottom\"` or `by` (pixels)"))
+        problems.append((where, 'scroll needs `to: "bottom"` or `by` (pixels)'))
     if kind == "wait" and isinstance(action.get("ms"), (int, float)) and not 0 <= action["ms"] <= 60_000:
         problems.append((f"{where}.ms", "must be from 0 to 60000"))
     if kind == "scroll" and isinstance(action.get("times"), int) and not 1 <= action["times"] <= 100:

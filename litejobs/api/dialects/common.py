@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,16 +12,13 @@ from starlette.responses import JSONResponse, Response
 
 from litejobs.api.auth import owner_of_key, presented_key
 from litejobs.api.errors import error_response
-from litejobs.api.http import app_of, read_json
+from litejobs.api.http import app_of, public_page, read_json
 from litejobs.api.v1 import owner
-from litejobs.engine import Engine, SyncContext
+from litejobs.engine import Engine
 from litejobs.errors import (
     Forbidden,
     LitejobsError,
     NotFound,
-    ShuttingDown,
-    SyncTimeout,
-    UnsupportedKind,
     ValidationFailed,
 )
 from litejobs.jobs import Job, JobResult
@@ -120,7 +116,7 @@ async def pages_of(request: Request, job: Job, default_limit: int = 100) -> dict
         return {}
     offset = _int_param(request, "offset", 0, 10**9)
     limit = _int_param(request, "limit", default_limit, 1000) or default_limit
-    pages = await store.pages(job.id, offset, limit)
+    pages = [public_page(p) for p in await store.pages(job.id, offset, limit)]
     return {"pages": pages, "total_pages": total, "next_offset": offset + limit if offset + limit < total else None}
 
 
@@ -130,24 +126,9 @@ def _int_param(request: Request, name: str, default: int, high: int) -> int:
 
 
 async def run_inline(request: Request, kind_name: str, raw_input: Any, hint: str) -> tuple[JobResult, list[Any]]:
-    """Run a kind now within limits.sync_timeout_s, with the pages a multi-page kind saved.
-
-    Engine.run_inline keeps those pages to itself, so this runs the kind the same way with its
-    own SyncContext; `hint` says where the async form of the call is, for the 504."""
-    engine = engine_of(request)
-    if engine.shutting_down:
-        raise ShuttingDown()
-    kind = engine.kinds.get(kind_name)
-    if not kind.sync_allowed:
-        raise UnsupportedKind(f"the {kind_name!r} kind runs only as a job: {hint}")
-    params = kind.parse(raw_input)
-    context = SyncContext(engine.resources)
-    timeout_s = engine.config.limits.sync_timeout_s
-    try:
-        result = await asyncio.wait_for(kind.run(params, context), timeout_s)
-    except TimeoutError:
-        raise SyncTimeout(f"it took longer than {timeout_s:g} s: {hint}") from None
-    return result, context.pages
+    """Run a kind now within limits.sync_timeout_s, with the (public) pages a multi-page kind saved."""
+    result, pages = await engine_of(request).run_inline(kind_name, raw_input, hint)
+    return result, [public_page(p) for p in pages]
 
 
 def renamed(exc: ValidationFailed, old_prefix: str, new_prefix: str = "") -> ValidationFailed:

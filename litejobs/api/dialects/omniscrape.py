@@ -68,7 +68,7 @@ async def scrape(request: Request) -> Response:
     owner(request)
     native = fetch_input(await read_body(request))
     try:
-        result = await engine_of(request).run_inline("fetch", native)
+        result, _ = await engine_of(request).run_inline("fetch", native)
     except ValidationFailed as exc:
         raise renamed(exc, "input.") from None
     return JSONResponse(scrape_shape(result, requested(native), _elapsed_s(result)))

@@ -1,0 +1,284 @@
+"""The `crawl` kind: breadth-first from a URL, depth by depth, each page stored as it finishes (docs/crawl.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from litejobs.errors import FetchError, JobError, RobotsDisallowed, UpstreamStatus
+from litejobs.extract import Document
+from litejobs.fields import Fields
+from litejobs.jobs import JobResult, JobState
+from litejobs.kinds import Kind, KindContext
+from litejobs.kinds.fetch import BROWSER_OUTPUTS, FetchParams, build_outputs, load_page, read_fetch_fields
+from litejobs.politeness import HostGate
+from litejobs.robots import RobotsCache
+from litejobs.urls import Scope, host_key, normalize_url
+
+log = logging.getLogger("litejobs.crawl")
+
+DEFAULT_MAX_PAGES = 50
+DEFAULT_MAX_DEPTH = 2
+MAX_DEPTH = 100
+MAX_PATTERNS = 100
+#: a crawl never runs more page fetches at once than this, whatever the per-host limit
+MAX_CONCURRENCY = 8
+#: new links kept per page, and candidate URLs per depth: a hostile site cannot grow memory past them
+MAX_LINKS_PER_PAGE = 1000
+FRONTIER_CAP = 200_000
+PROGRESS_EVERY_S = 0.25
+#: the private key of a stored page that lists its new in-scope links, for a resumed crawl
+LINKS_KEY = "_links"
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+@dataclass(frozen=True)
+class CrawlParams:
+    url: str
+    page: FetchParams
+    max_pages: int = DEFAULT_MAX_PAGES
+    max_depth: int = DEFAULT_MAX_DEPTH
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    same_domain: bool = True
+    allow_subdomains: bool = False
+    respect_robots: bool = True
+
+
+def parse_crawl(raw: Mapping[str, Any]) -> CrawlParams:
+    f = Fields(raw, "input")
+    values = read_fetch_fields(f)
+    crawl = {
+        "max_pages": f.int("max_pages", DEFAULT_MAX_PAGES, low=1, high=1_000_000),
+        "max_depth": f.int("max_depth", DEFAULT_MAX_DEPTH, low=0, high=MAX_DEPTH),
+        "include": tuple(_patterns(f, "include")),
+        "exclude": tuple(_patterns(f, "exclude")),
+        "same_domain": f.bool("same_domain", True),
+        "allow_subdomains": f.bool("allow_subdomains", False),
+        "respect_robots": f.bool("respect_robots", True),
+    }
+    if values["method"] != "GET":
+        f.problem("method", "a crawl fetches every page with GET")
+    if values["body"] is not None:
+        f.problem("body", "a crawl sends no request body")
+    for name in BROWSER_OUTPUTS & set(values["output"]):
+        f.problem("output", f"{name} is not available per crawl page; use a render job for one page")
+    f.finish()
+    return CrawlParams(url=values["url"], page=FetchParams(**values), **crawl)
+
+
+def _patterns(f: Fields, key: str) -> list[str]:
+    patterns = f.str_list(key, [], max_items=MAX_PATTERNS) or []
+    for pattern in patterns:
+        if not pattern.strip() or len(pattern) > 1000:
+            f.problem(key, "patterns must be 1 to 1000 characters")
+    return list(patterns)
+
+
+def _digest(url: str, depth: int, loaded: Mapping[str, Any], params: CrawlParams, scope: Scope) -> dict[str, Any]:
+    """A stored page from a loaded one, with its in-scope links (CPU work: runs in a thread)."""
+    outputs = build_outputs(loaded, params.page.output, params.page.extract)
+    content_type = loaded["content_type"]
+    doc = Document(loaded["html"], loaded["final_url"]) if "html" in content_type or not content_type else None
+    status = loaded["status_code"]
+    page: dict[str, Any] = {"url": url, "depth": depth, "status_code": status, "success": status < 400}
+    page["title"] = doc.title() if doc else None
+    page.update(outputs)
+    page["error"] = None if status < 400 else {"code": "upstream_status", "message": f"the page answered HTTP {status}"}
+    if doc is not None and depth < params.max_depth:
+        normalised = (normalize_url(link) for link in doc.links())
+        page[LINKS_KEY] = list(dict.fromkeys(u for u in normalised if u is not None and scope.admits(u)))
+    return page
+
+
+def _failed(url: str, depth: int, exc: BaseException) -> dict[str, Any]:
+    code, message = (exc.code, exc.message) if isinstance(exc, JobError) else ("internal_error", repr(exc))
+    status = getattr(exc, "status_code", None)
+    error = {"code": code, "message": message}
+    return {"url": url, "depth": depth, "status_code": status, "success": False, "title": None, "error": error}
+
+
+class Crawl:
+    """One attempt of one crawl: the frontier, the pages done, the counts."""
+
+    def __init__(self, params: CrawlParams, ctx: KindContext) -> None:
+        self.params, self.ctx = params, ctx
+        crawl_config = ctx.config.crawl
+        self.max_pages = min(params.max_pages, crawl_config.max_pages)
+        self.gate = ctx.host_gate or HostGate(crawl_config.per_host_concurrency, crawl_config.per_host_delay_ms)
+        self.concurrency = min(MAX_CONCURRENCY, 2 * crawl_config.per_host_concurrency)
+        agent = next((v for k, v in params.page.headers.items() if k.lower() == "user-agent"), None)
+        self.robots = RobotsCache(ctx.fetcher, self.gate, agent or ctx.config.fetch.user_agent)
+        self.start = normalize_url(params.url) or params.url
+        self.scope = Scope.around(
+            self.start,
+            same_domain=params.same_domain,
+            allow_subdomains=params.allow_subdomains,
+            include=params.include,
+            exclude=params.exclude,
+        )
+        self.start_hosts = {host_key(self.start)}
+        #: URLs placed in a depth (or reached by a redirect): never placed again
+        self.seen: set[str] = {self.start}
+        #: pages stored (this attempt or an earlier one) → their new links (None: not known), final URL
+        self.done: dict[str, tuple[list[str] | None, str]] = {}
+        self.counted = self.failed = self.in_flight = self.skipped = self.blocked = self.resumed = 0
+        self.depth = 0
+        self._progress_at = 0.0
+
+    async def run(self) -> JobResult:
+        started = time.perf_counter()
+        await self._resume()
+        level = [self.start]
+        if self.start not in self.done and not await self._allowed(self.start, start=True):
+            raise RobotsDisallowed("robots.txt disallows the start URL")
+        while level and self.counted < self.max_pages:
+            await self._crawl_level(level)
+            if self.depth >= self.params.max_depth or self.counted >= self.max_pages:
+                break
+            level = await self._next_level(level)
+            if level:
+                self.depth += 1
+        await self.ctx.report_progress(f"{self.counted} pages crawled", 1.0)
+        outputs = {"start_url": self.params.url, "pages_crawled": self.counted, "pages_failed": self.failed}
+        stats = {
+            "max_pages": self.max_pages,
+            "max_depth_reached": self.depth,
+            "skipped_off_site": self.skipped,
+            "blocked_by_robots": self.blocked,
+            "resumed_pages": self.resumed,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        return JobResult(JobState.PARTIAL if self.failed else JobState.COMPLETED, outputs, stats)
+
+    async def _resume(self) -> None:
+        """Take in the pages an earlier attempt stored: counted, never fetched again."""
+        offset = 0
+        while batch := await self.ctx.saved_pages(offset, 500):
+            for page in batch:
+                self._take_saved(page)
+            offset += len(batch)
+
+    def _take_saved(self, page: Mapping[str, Any]) -> None:
+        final = normalize_url(page.get("final_url") or "") or page["url"]
+        self.done[page["url"]] = (page.get(LINKS_KEY), final)
+        self.counted += 1
+        self.resumed += 1
+        self.failed += not page.get("success", True)
+        if page["url"] == self.start:
+            self.scope = self.scope.with_site_of(final)
+
+    async def _crawl_level(self, level: list[str]) -> None:
+        position = 0
+
+        async def pull() -> None:
+            nonlocal position
+            while position < len(level) and self.counted + self.in_flight < self.max_pages:
+                url = level[position]
+                position += 1
+                if url in self.done:
+                    if self.done[url][0] is None and self.depth < self.params.max_depth:
+                        await self._visit(url, stored=True)
+                    self.seen.add(self.done[url][1])
+                    continue
+                self.in_flight += 1
+                try:
+                    await self._visit(url)
+                finally:
+                    self.in_flight -= 1
+
+        # A TaskGroup: a cancelled crawl cancels and awaits every fetch, so no task outlives the job.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(level))):
+                    group.create_task(pull())
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None  # the job's error, not a group of one
+
+    async def _visit(self, url: str, *, stored: bool = False) -> None:
+        depth = self.depth
+        try:
+            async with self.gate.slot(host_key(url)):
+                loaded = await load_page(self._page_params(url), self.ctx)
+        except Exception as exc:
+            if depth == 0:
+                raise
+            if not isinstance(exc, JobError):
+                log.exception("crawl page %s failed", url)
+            if stored:
+                self.done[url] = ([], url)
+            else:
+                await self._record(_failed(url, depth, exc))
+            return
+        final = normalize_url(loaded["final_url"]) or url
+        if depth == 0:
+            self.scope = self.scope.with_site_of(final)
+        elif not self.scope.covers_host(final):
+            self.skipped += 1
+            return
+        self.seen.add(final)
+        page = await asyncio.to_thread(_digest, url, depth, loaded, self.params, self.scope)
+        if depth == 0 and not page["success"]:
+            error = UpstreamStatus(page["status_code"], f"the start page answered HTTP {page['status_code']}")
+            error.retryable = False  # a 4xx: 5xx answers were raised by load_page, and are retried
+            raise error
+        if stored:  # fetched again only for its links (see _resume)
+            self.done[url] = (page.get(LINKS_KEY) or [], final)
+            return
+        await self._record(page)
+
+    def _page_params(self, url: str) -> FetchParams:
+        headers = self.params.page.headers
+        if headers and host_key(url) not in self.start_hosts:
+            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+        return replace(self.params.page, url=url, headers=headers)
+
+    async def _record(self, page: dict[str, Any]) -> None:
+        links: list[str] = []
+        if page["depth"] < self.params.max_depth:
+            # Links already placed need not be stored; the cap bounds a page full of links.
+            links = [u for u in page.get(LINKS_KEY) or () if u not in self.seen][:MAX_LINKS_PER_PAGE]
+            page[LINKS_KEY] = links
+        self.done[page["url"]] = (links, normalize_url(page.get("final_url") or "") or page["url"])
+        await self.ctx.save_pages([page])
+        self.counted += 1
+        self.failed += not page["success"]
+        now = time.monotonic()
+        if now - self._progress_at >= PROGRESS_EVERY_S:
+            self._progress_at = now
+            await self.ctx.report_progress(f"{self.counted}/{self.max_pages} pages", self.counted / self.max_pages)
+
+    async def _next_level(self, level: list[str]) -> list[str]:
+        """The next depth: new links of this depth's pages, in page order then link order."""
+        candidates: list[str] = []
+        for url in level:
+            links, _ = self.done.get(url, (None, ""))
+            for link in links or ():
+                if len(candidates) < FRONTIER_CAP and link not in self.seen:
+                    self.seen.add(link)
+                    candidates.append(link)
+            if url in self.done:
+                self.done[url] = ([], self.done[url][1])  # placed: free the memory
+        return [url for url in candidates if await self._allowed(url)]
+
+    async def _allowed(self, url: str, *, start: bool = False) -> bool:
+        if not self.params.respect_robots:
+            return True
+        robots = await self.robots.get(url)
+        if robots.allows(url):
+            return True
+        if start and robots.reason:
+            raise FetchError(f"the start URL cannot be crawled: {robots.reason}", retryable=False)
+        self.blocked += 1
+        return False
+
+
+async def run_crawl(params: CrawlParams, ctx: KindContext) -> JobResult:
+    return await Crawl(params, ctx).run()
+
+
+KIND = Kind("crawl", parse_crawl, run_crawl)

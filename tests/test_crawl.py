@@ -1,0 +1,361 @@
+"""The crawl kind against the real server and a generated site: page sets, robots, politeness, cancel, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp import web
+
+from litejobs.engine import SyncContext
+from litejobs.fetcher import Fetcher
+from litejobs.kinds.crawl import parse_crawl, run_crawl
+from litejobs.netpolicy import NetworkPolicy
+from litejobs.politeness import MAX_CRAWL_DELAY_S, HostGate
+from litejobs.worker import Resources
+from tests.crawlsite import FAILING, CrawlSite
+from tests.support import Http, ServerThread, TargetSite, make_config
+from tests.test_events import read_events
+
+
+@pytest.fixture
+def crawlsite(site: TargetSite) -> CrawlSite:
+    return CrawlSite(site)
+
+
+def crawl(http: Http, options: dict[str, Any] | None = None, **input: Any) -> dict[str, Any]:
+    job = http.submit(input, kind="crawl", **{"timeout_s": 120, **(options or {})})
+    return http.wait(job["job_id"], 60)
+
+
+def all_pages(http: Http, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    pages: list[dict[str, Any]] = []
+    offset: int | None = 0
+    for _ in range(1000):
+        if offset is None:
+            return pages
+        body = http.get(f"/v1/jobs/{job_id}/result?offset={offset}&limit={limit}").json
+        pages += body["pages"]
+        offset = body["next_offset"]
+    raise AssertionError("paging did not end")
+
+
+def page_set(pages: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    return {(urlsplit(p["url"]).path, p["depth"]) for p in pages}
+
+
+def stored_urls(db: Path, job_id: str) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [r[0] for r in conn.execute("SELECT url FROM pages WHERE job_id = ? ORDER BY seq", (job_id,))]
+    finally:
+        conn.close()
+
+
+def wait_for_pages(db: Path, job_id: str, count: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(stored_urls(db, job_id)) < count:
+        assert time.monotonic() < deadline, "the crawl stored too few pages in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("max_pages", "max_depth"), [(50, 0), (50, 1), (40, 2), (150, 2)])
+def test_a_crawl_stores_exactly_the_breadth_first_pages_within_its_limits(
+    server: ServerThread, crawlsite: CrawlSite, max_pages: int, max_depth: int
+) -> None:
+    job = crawl(server.http, url=crawlsite.url("/"), max_pages=max_pages, max_depth=max_depth)
+    expected = crawlsite.expected_crawl(max_pages, max_depth)
+    pages = all_pages(server.http, job["job_id"])
+    assert page_set(pages) == expected
+    assert job["status"] == ("partial" if (f"/p/{FAILING}", 1) in expected else "completed")
+
+
+def test_a_whole_site_crawl_fetches_each_page_once_honours_robots_and_is_partial(
+    server: ServerThread, crawlsite: CrawlSite
+) -> None:
+    job = crawl(server.http, url=crawlsite.url("/"), max_pages=1000, max_depth=20)
+    expected = crawlsite.expected_crawl(1000, 20)
+    result = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=1000").json
+    assert result["status"] == "partial" and result["total_pages"] == len(expected)
+    assert result["outputs"] == {"start_url": crawlsite.url("/"), "pages_crawled": len(expected), "pages_failed": 1}
+    pages = result["pages"]
+    assert page_set(pages) == expected and len(pages) == len(expected)
+    failed = [p for p in pages if not p["success"]]
+    assert [(urlsplit(p["url"]).path, p["status_code"], p["error"]["code"]) for p in failed] == [
+        (f"/p/{FAILING}", 500, "upstream_status")
+    ]
+    ok = [p for p in pages if p["success"]]
+    assert all(p["error"] is None and p["status_code"] == 200 and "markdown" in p for p in ok)
+    home = next(p for p in pages if p["depth"] == 0)
+    assert home["title"] == "Page 0" and "# Page 0" in home["markdown"]
+    moved = next(p for p in pages if p["url"].endswith("/moved"))
+    assert moved["final_url"] == crawlsite.url("/p/25") and moved["title"] == "Page 25"
+    fetched = {path for path, _ in expected} | {"/p/25", "/robots.txt"}
+    assert {path: crawlsite.hits[path] for path in fetched} == dict.fromkeys(fetched, 1)
+    assert set(crawlsite.hits) == fetched  # nothing else: no /private/, /img/, /offsite, sitemaps
+
+
+def test_progress_moves_forward_as_pages_finish_and_ends_at_one(tmp_path: Path, crawlsite: CrawlSite) -> None:
+    with ServerThread(make_config(tmp_path, crawl={"per_host_delay_ms": 25})) as server:
+        job = server.http.submit({"url": crawlsite.url("/"), "max_pages": 40}, kind="crawl")
+        events = read_events(server, f"/v1/jobs/{job['job_id']}/events", until=1000)
+        final = server.http.get(f"/v1/jobs/{job['job_id']}").json
+    progress = [e["data"]["progress"]["progress"] for e in events if e["data"]["progress"]]
+    assert len(progress) >= 3 and progress == sorted(progress) and progress[-1] == 1
+    assert final["status"] == "partial" and final["progress"] == {"message": "40 pages crawled", "progress": 1.0}
+
+
+def test_result_pages_come_in_offset_and_limit_slices(server: ServerThread, crawlsite: CrawlSite) -> None:
+    job = crawl(server.http, url=crawlsite.url("/"), max_pages=25)
+    first = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=10").json
+    last = server.http.get(f"/v1/jobs/{job['job_id']}/result?offset=20&limit=10").json
+    assert len(first["pages"]) == 10 and first["total_pages"] == 25 and first["next_offset"] == 10
+    assert len(last["pages"]) == 5 and last["next_offset"] is None
+    pages = all_pages(server.http, job["job_id"], limit=7)
+    assert len(pages) == 25 and len({p["url"] for p in pages}) == 25
+
+
+def test_without_respect_robots_disallowed_pages_are_crawled(server: ServerThread, crawlsite: CrawlSite) -> None:
+    job = crawl(server.http, url=crawlsite.url("/"), max_depth=1, respect_robots=False)
+    pages = all_pages(server.http, job["job_id"])
+    assert page_set(pages) == crawlsite.expected_crawl(50, 1, respect_robots=False)
+    assert crawlsite.hits["/private/0"] == 1 and crawlsite.hits["/robots.txt"] == 0
+
+
+def test_include_and_exclude_globs_choose_the_links_followed(server: ServerThread, crawlsite: CrawlSite) -> None:
+    job = crawl(server.http, url=crawlsite.url("/"), max_pages=100, include=["/p/*"], exclude=["*5", "/p/1?"])
+
+    def follow(path: str) -> bool:
+        return path.startswith("/p/") and not path.endswith("5") and not re.fullmatch(r"/p/1\d", path)
+
+    assert page_set(all_pages(server.http, job["job_id"])) == crawlsite.expected_crawl(100, 2, follow=follow)
+
+
+def test_one_hosts_limits_hold_across_two_concurrent_crawls(tmp_path: Path, site: TargetSite) -> None:
+    crawlsite = CrawlSite(site, delay_s=0.02)
+    with ServerThread(make_config(tmp_path, crawl={"per_host_concurrency": 2})) as server:
+        ids = [
+            server.http.submit({"url": crawlsite.url("/"), "max_pages": 40, "max_depth": 3}, kind="crawl")["job_id"]
+            for _ in range(2)
+        ]
+        jobs = [server.http.wait(job_id) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["partial", "partial"]
+    assert jobs[0]["started_at"] < jobs[1]["completed_at"] and jobs[1]["started_at"] < jobs[0]["completed_at"]
+    assert crawlsite.max_in_flight == 2
+
+
+def test_the_per_host_delay_spaces_request_starts(tmp_path: Path, crawlsite: CrawlSite) -> None:
+    with ServerThread(make_config(tmp_path, crawl={"per_host_delay_ms": 80, "per_host_concurrency": 4})) as server:
+        crawl(server.http, url=crawlsite.url("/"), max_pages=8, max_depth=1)
+    starts = [at for _, at in crawlsite.starts]
+    # The gate spaces the starts it grants; arrival times add the client's jitter, so the span is checked.
+    assert len(starts) == 8 and starts[-1] - starts[0] >= 7 * 0.08 - 0.05
+
+
+def test_a_robots_crawl_delay_longer_than_the_configured_one_wins(server: ServerThread, site: TargetSite) -> None:
+    starts: list[float] = []
+
+    async def page(request: web.Request) -> web.Response:
+        starts.append(time.monotonic())
+        links = "".join(f'<a href="/d/{n}">{n}</a>' for n in range(3))
+        return web.Response(text=f"<title>d</title>{links}", content_type="text/html")
+
+    for path in ("/d/", "/d/0", "/d/1", "/d/2"):
+        site.add(path, page)
+    site.add_html("/robots.txt", "User-agent: *\nCrawl-delay: 0.25\n")
+    job = crawl(server.http, url=site.url("/d/"), max_depth=1)
+    assert job["status"] == "completed" and len(starts) == 4 and starts[-1] - starts[0] >= 3 * 0.25 - 0.05
+
+
+def test_cancel_stops_a_crawl_within_two_seconds_and_keeps_its_pages(tmp_path: Path, crawlsite: CrawlSite) -> None:
+    config = make_config(tmp_path, crawl={"per_host_delay_ms": 40})
+    with ServerThread(config) as server:
+        job = server.http.submit({"url": crawlsite.url("/"), "max_pages": 300, "max_depth": 5}, kind="crawl")
+        wait_for_pages(Path(config.store.path), job["job_id"], 5)
+        started = time.monotonic()
+        cancelled = server.http.delete(f"/v1/jobs/{job['job_id']}")
+        took_s = time.monotonic() - started
+        hits_then = sum(crawlsite.hits.values())
+        time.sleep(0.3)
+        kept = stored_urls(Path(config.store.path), job["job_id"])
+        assert cancelled.status == 200 and cancelled.json["status"] == "cancelled" and took_s < 2
+        assert sum(crawlsite.hits.values()) == hits_then  # nothing fetched after the answer
+        assert len(kept) >= 5 and len(set(kept)) == len(kept)
+        result = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=1000")
+        assert result.status == 200 and result.json["status"] == "cancelled"
+        assert [p["url"] for p in result.json["pages"]] == kept
+        assert not any(key.startswith("_") for page in result.json["pages"] for key in page)
+
+
+def test_a_crawl_resumes_after_a_restart_without_fetching_done_pages_again(
+    tmp_path: Path, crawlsite: CrawlSite
+) -> None:
+    config = make_config(tmp_path, crawl={"per_host_delay_ms": 25}, server={"shutdown_grace_s": 0.1})
+    db = Path(config.store.path)
+    first = ServerThread(config)
+    job = first.http.submit({"url": crawlsite.url("/"), "max_pages": 60, "max_depth": 3}, kind="crawl")
+    wait_for_pages(db, job["job_id"], 15)
+    first.stop()  # the grace runs out: the crawl is handed back to the queue
+    before = stored_urls(db, job["job_id"])
+    with ServerThread(config) as second:
+        done = second.http.wait(job["job_id"])
+        result = second.http.get(f"/v1/jobs/{job['job_id']}/result").json
+        pages = all_pages(second.http, job["job_id"])
+    assert result["stats"]["resumed_pages"] == len(before) >= 15
+    assert page_set(pages) == crawlsite.expected_crawl(60, 3) and len(pages) == 60
+    again = {url: crawlsite.hits[urlsplit(url).path] for url in before}
+    assert again == dict.fromkeys(before, 1) and done["status"] == "partial"
+
+
+def test_extract_values_come_with_every_crawled_page(server: ServerThread, crawlsite: CrawlSite) -> None:
+    schema = {"fields": {"heading": "h1", "n": {"selector": ".n", "type": "number"}}}
+    job = crawl(server.http, url=crawlsite.url("/"), max_depth=1, extract=schema, output=["text"])
+    pages = [p for p in all_pages(server.http, job["job_id"]) if p.get("content_type") == "text/html" and p["success"]]
+    assert len(pages) == 11
+    for page in pages:
+        n = int(page["title"].split()[-1])
+        assert page["extract"] == {"heading": f"Page {n}", "n": n} and page["text"].startswith(f"Page {n}")
+
+
+def test_bad_crawl_input_is_a_422_at_submit(server: ServerThread) -> None:
+    bad = {
+        "url": "http://example.com/",
+        "max_depth": -1,
+        "max_pages": 0,
+        "include": [""],
+        "output": ["screenshot"],
+        "method": "POST",
+        "extract": {"fields": {"x": "a[["}},
+    }
+    resp = server.http.post("/v1/jobs", {"kind": "crawl", "input": bad})
+    assert resp.status == 422
+    fields = {d["field"] for d in resp.json["error"]["details"]}
+    assert {"input.max_depth", "input.max_pages", "input.include", "input.output", "input.method"} <= fields
+    assert "input.extract.fields.x" in fields
+
+
+def test_a_failing_start_page_fails_the_crawl(server: ServerThread, crawlsite: CrawlSite) -> None:
+    server_error = crawl(server.http, {"max_attempts": 1}, url=crawlsite.url(f"/p/{FAILING}"))
+    missing = server.http.submit({"url": crawlsite.url("/nope")}, kind="crawl", max_attempts=3)
+    disallowed = server.http.submit({"url": crawlsite.url("/private/0")}, kind="crawl")
+    assert server_error["status"] == "failed" and server_error["error"]["code"] == "upstream_status"
+    gone = server.http.wait(missing["job_id"])
+    assert gone["status"] == "failed" and gone["attempts"] == 1 and "HTTP 404" in gone["error"]["message"]
+    robots = server.http.wait(disallowed["job_id"])
+    assert robots["status"] == "failed" and "robots.txt" in robots["error"]["message"]
+    assert crawlsite.hits["/private/0"] == 0
+
+
+def test_a_site_whose_robots_txt_fails_is_not_crawled(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/", "<a href='/a'>a</a>")
+    site.add_html("/robots.txt", "down", status=503)
+    job = crawl(server.http, url=url)
+    assert job["status"] == "failed" and "robots.txt answered HTTP 503" in job["error"]["message"]
+    assert site.hits["/"] == 0
+
+
+def test_hostile_sites_are_bounded(server: ServerThread, site: TargetSite) -> None:
+    async def endless(request: web.Request) -> web.Response:
+        n = int(request.query.get("n", "0"))
+        links = "".join(f'<a href="/inf?n={n * 1200 + k}">x</a>' for k in range(1, 1201))
+        return web.Response(text=f"<title>{n}</title><a href='/away'>away</a>{links}", content_type="text/html")
+
+    async def away(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://localhost:{site.port}/inf?n=0")
+
+    site.add("/inf", endless)
+    site.add("/away", away)
+    job = crawl(server.http, url=site.url("/inf"), max_pages=30, max_depth=100)
+    result = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=100").json
+    assert job["status"] == "completed" and result["total_pages"] == 30
+    assert result["stats"]["skipped_off_site"] == 1
+    assert not any(p["url"].endswith("/away") for p in result["pages"])
+
+
+def test_a_crawl_runs_inline_with_its_pages_in_memory(tmp_path: Path, crawlsite: CrawlSite) -> None:
+    config = make_config(tmp_path)
+
+    async def run() -> tuple[Any, SyncContext]:
+        async with Fetcher(config.fetch, NetworkPolicy(True)) as fetcher:
+            context = SyncContext(Resources(config, fetcher))
+            return await run_crawl(parse_crawl({"url": crawlsite.url("/"), "max_depth": 1}), context), context
+
+    result, context = asyncio.run(run())
+    assert result.status.value == "partial" and result.outputs["pages_crawled"] == len(context.pages)
+    assert page_set(context.pages) == crawlsite.expected_crawl(50, 1)
+    assert context.progress[-1]["progress"] == 1.0
+
+
+@pytest.mark.browser
+def test_a_rendered_crawl_follows_links_that_scripts_write(server: ServerThread, site: TargetSite) -> None:
+    script = "<script>document.body.innerHTML += '<a href=\\'/js/' + (location.pathname.length) + '\\'>x</a>'</script>"
+    site.add_html("/js", f"<html><head><title>start</title></head><body>{script}</body></html>")
+    site.add_html("/js/3", "<html><head><title>written</title></head><body><p>found</p></body></html>")
+    job = crawl(server.http, url=site.url("/js"), max_depth=1, render_js=True)
+    pages = all_pages(server.http, job["job_id"])
+    assert job["status"] == "completed" and sorted(p["title"] for p in pages) == ["start", "written"]
+
+
+# --- HostGate ------------------------------------------------------------------------------------
+
+
+class FrozenTime:
+    """A clock that never moves, and a sleep that only notes how long it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def through_gate(gate: HostGate, host: str, count: int) -> None:
+    async def one() -> None:
+        async with gate.slot(host):
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    asyncio.run(main())
+
+
+def test_the_gate_holds_per_host_concurrency_and_hosts_do_not_wait_for_each_other() -> None:
+    gate = HostGate(2, 0)
+    peak: dict[str, int] = {}
+
+    async def one(host: str) -> None:
+        async with gate.slot(host):
+            peak[host] = max(peak.get(host, 0), gate.in_flight(host))
+            await asyncio.sleep(0.01)
+
+    async def main() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(one(h) for h in ["a"] * 6 + ["b"] * 6))
+        return time.monotonic() - started
+
+    took_s = asyncio.run(main())
+    assert peak == {"a": 2, "b": 2} and took_s < 0.06
+    assert gate.in_flight("a") == 0 and gate._hosts == {}
+
+
+def test_the_gate_spaces_starts_by_the_delay_or_a_longer_crawl_delay() -> None:
+    time_ = FrozenTime()
+    gate = HostGate(4, 100, clock=time_, sleep=time_.sleep)
+    gate.set_crawl_delay("slow:80", 0.5)
+    gate.set_crawl_delay("huge:80", 86_400)
+    through_gate(gate, "fast:80", 4)
+    assert time_.sleeps == pytest.approx([0.1, 0.2, 0.3])
+    time_.sleeps.clear()
+    through_gate(gate, "slow:80", 3)
+    assert time_.sleeps == pytest.approx([0.5, 1.0])
+    assert gate.delay_s("huge:80") == MAX_CRAWL_DELAY_S and gate.delay_s("other:80") == 0.1
