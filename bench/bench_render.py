@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from litejobs.browser import LOOPBACK_ONLY_RULES, BrowserPool, RenderRequest
+from litejobs.chromium import group_pids, tree_memory_mb
 from litejobs.config import BrowserConfig
-from litejobs.pyppeteer_fixes import group_pids, tree_memory_mb
 
 # websockets 10.4, which pyppeteer pins, warns on every connect
 warnings.filterwarnings("ignore", "remove loop argument", DeprecationWarning)

@@ -69,7 +69,7 @@ class App:
         for kind in plugin_kinds(config.kinds, reserved=self.kinds.names()):
             self.kinds.add(kind)
         self.files = FileArea(config.files_dir)
-        self.store = SqliteStore(config.store.path)
+        self.store = SqliteStore(config.store.path, max_db_mb=config.store.max_db_mb)
         self.fetcher = Fetcher(config.fetch, self.policy)
         self.browser = _browser_pool(config, self.policy)
         gate = HostGate(config.crawl.per_host_concurrency, config.crawl.per_host_delay_ms)

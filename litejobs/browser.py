@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyppeteer.browser import Browser
 from pyppeteer.errors import PyppeteerError
-from pyppeteer.network_manager import Response
 from pyppeteer.page import Page
 
 from litejobs import pyppeteer_fixes as fixes
+from litejobs.browser_actions import capture, run_actions
+from litejobs.browser_guard import PolicyLike, RequestGuard
+from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spawn_chromium
 from litejobs.config import BrowserConfig
-from litejobs.errors import ActionFailed, BlockedAddress, BrowserCrashed, BrowserError, BrowserUnavailable
+from litejobs.errors import BlockedAddress, BrowserCrashed, BrowserError, BrowserUnavailable
+from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult
 
-WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
-#: the `block` names a render accepts, and the Fetch resourceType each one aborts
-BLOCKABLE = {"images": "Image", "fonts": "Font", "media": "Media", "stylesheets": "Stylesheet"}
+__all__ = [
+    "BLOCKABLE",
+    "LOOPBACK_ONLY_RULES",
+    "SERVICE_HOST_RULES",
+    "WAIT_UNTIL",
+    "BrowserPool",
+    "RenderRequest",
+    "RenderResult",
+    "RenderTimeout",
+    "find_chromium",
+]
+
 #: production: resolve every host but those Chromium phones home to on its own (notes §11)
 SERVICE_HOST_RULES = (
     "MAP accounts.google.com ~NOTFOUND, MAP update.googleapis.com ~NOTFOUND, MAP clients2.google.com ~NOTFOUND, "
@@ -30,9 +40,6 @@ SERVICE_HOST_RULES = (
 )
 #: closed networks and tests: Chromium resolves nothing but loopback, so it makes no outbound lookups
 LOOPBACK_ONLY_RULES = "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
-_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
-#: Debian's /usr/bin/chromium is a sh wrapper that adds flags of its own; this is the binary it execs
-_DEBIAN_BINARY = "/usr/lib/chromium/chromium"
 _CLOSE_TIMEOUT_S = 1.0
 #: summing the tree's memory scans all of /proc (about 1 ms per 80 processes), so not after every render
 _MEMORY_CHECK_INTERVAL_S = 1.0
@@ -45,79 +52,11 @@ class RenderTimeout(BrowserError):
     retryable = True
 
 
-class PolicyLike(Protocol):
-    def check_ip(self, ip: str) -> None:
-        """Raise BlockedAddress if jobs may not reach `ip`."""
-
-
-@dataclass
-class RenderRequest:
-    url: str
-    wait_until: str = "load"
-    wait_for: str | None = None
-    wait_ms: int = 0
-    block: frozenset[str] = frozenset()
-    headers: dict[str, str] = field(default_factory=dict)
-    #: [{name, value, domain?, path?}], set before navigation; without a domain they belong to `url`
-    cookies: list[dict[str, Any]] = field(default_factory=list)
-    user_agent: str | None = None
-    viewport: tuple[int, int] | None = None
-    screenshot: bool = False
-    full_page: bool = False
-    pdf: bool = False
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    #: the whole render: waiting for a page, launching, navigating, actions, captures
-    timeout_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.wait_until not in WAIT_UNTIL:
-            raise ValueError(f"wait_until must be one of {', '.join(WAIT_UNTIL)}, not {self.wait_until!r}")
-        unknown = sorted(set(self.block) - set(BLOCKABLE))
-        if unknown:
-            raise ValueError(f"cannot block {unknown[0]!r} (blockable: {', '.join(BLOCKABLE)})")
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-
-
-@dataclass
-class RenderResult:
-    html: str
-    final_url: str
-    status_code: int
-    headers: dict[str, str]
-    content_type: str
-    screenshot: bytes | None = None
-    pdf: bytes | None = None
-    #: one outcome per action: {index, type, ok: True, result? | screenshot?}
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    action_screenshots: list[bytes] = field(default_factory=list)
-    elapsed_ms: float = 0.0
-
-
-def find_chromium(configured: str = "") -> str | None:
-    """The configured executable if it exists, else the first Chromium on PATH; None if there is none."""
-    if configured:
-        return configured if os.path.isfile(configured) and os.access(configured, os.X_OK) else None
-    for name in _CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return _DEBIAN_BINARY if _is_script(path) and os.access(_DEBIAN_BINARY, os.X_OK) else path
-    return None
-
-
-def _is_script(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(2) == b"#!"
-    except OSError:
-        return False
-
-
 @dataclass(eq=False)
 class _Running:
     """One launched Chromium and what the pool knows about it."""
 
-    process: fixes.ChromiumProcess
+    process: ChromiumProcess
     browser: Browser
     #: resolves (with the reason) when the browser goes away; in-flight renders race against it
     lost: asyncio.Future[str]
@@ -238,7 +177,7 @@ class BrowserPool:
         self._stats["pages_open_peak"] = max(self._stats["pages_open_peak"], self._stats["pages_open"])
 
     async def _drive(self, page: Page, request: RenderRequest) -> RenderResult:
-        guard = _RequestGuard(self._policy, request.block, page.mainFrame._id)
+        guard = RequestGuard(self._policy, request.block, page.mainFrame._id)
         await fixes.intercept_requests(page, guard.decide)
         await self._prepare(page, request)
         try:
@@ -252,7 +191,7 @@ class BrowserPool:
         if request.wait_ms:
             await asyncio.sleep(request.wait_ms / 1000)
         outcomes, shots = await run_actions(page, request.actions, guard)
-        return await _capture(page, request, response, outcomes, shots)
+        return await capture(page, request, response, outcomes, shots)
 
     async def _prepare(self, page: Page, request: RenderRequest) -> None:
         user_agent = request.user_agent or self._user_agent
@@ -291,8 +230,8 @@ class BrowserPool:
 
     async def _launch(self) -> _Running:
         cfg = self._config
-        args = fixes.chromium_args(self._rules, as_root=os.geteuid() == 0)
-        process = await fixes.spawn_chromium(self._executable or "", args, timeout_s=cfg.launch_timeout_s)
+        args = chromium_args(self._rules, as_root=os.geteuid() == 0)
+        process = await spawn_chromium(self._executable or "", args, timeout_s=cfg.launch_timeout_s)
         try:
             viewport = {"width": cfg.viewport_width, "height": cfg.viewport_height}
             browser = await fixes.connect_browser(process.ws_endpoint, viewport, timeout_s=cfg.launch_timeout_s)
@@ -360,172 +299,3 @@ def _explain(exc: Exception, lost: asyncio.Future[str], url: str) -> Exception:
     if isinstance(exc, PyppeteerError | ConnectionError):
         return BrowserError(f"rendering {url} failed: {exc}")
     return exc
-
-
-class _RequestGuard:
-    """Decides each paused request: abort blocked resource types, then check every address of its host."""
-
-    def __init__(self, policy: PolicyLike, block: frozenset[str], main_frame_id: str) -> None:
-        self._policy = policy
-        self._blocked_types = {BLOCKABLE[name] for name in block}
-        self._main_frame_id = main_frame_id
-        self._addresses: dict[tuple[str, int], list[str]] = {}
-        self.blocked_document: BlockedAddress | None = None
-
-    async def decide(self, event: dict[str, Any]) -> str | None:
-        if event.get("resourceType") in self._blocked_types:
-            return "BlockedByClient"
-        try:
-            await self._check(event["request"]["url"])
-        except BlockedAddress as exc:
-            is_main = event.get("resourceType") == "Document" and event.get("frameId") == self._main_frame_id
-            if is_main and self.blocked_document is None:
-                self.blocked_document = exc
-            return "BlockedByClient"
-        except OSError:
-            return "NameNotResolved"
-        return None
-
-    async def _check(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob", "about"):
-            return  # never leaves the browser
-        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-            raise BlockedAddress(f"the network policy forbids {parts.scheme}: URLs")
-        port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
-        for ip in await self._resolve(parts.hostname, port):
-            self._policy.check_ip(ip)
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        key = (host, port)
-        if key not in self._addresses:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            self._addresses[key] = sorted({str(info[4][0]).split("%")[0] for info in infos})
-        return self._addresses[key]
-
-    def raise_if_document_blocked(self) -> None:
-        if self.blocked_document is not None:
-            raise self.blocked_document
-
-
-# -- actions ---------------------------------------------------------------------------------------------
-
-
-async def run_actions(
-    page: Page, actions: list[dict[str, Any]], guard: _RequestGuard
-) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Run the interact steps in order; the first failure raises ActionFailed naming its index and type."""
-    outcomes: list[dict[str, Any]] = []
-    shots: list[bytes] = []
-    for index, action in enumerate(actions):
-        kind = action.get("type")
-        step = _STEPS.get(kind) if isinstance(kind, str) else None
-        if step is None:
-            raise ActionFailed(f"action {index} ({kind}): unknown action type (known: {', '.join(_STEPS)})")
-        try:
-            extra = await step(page, action, shots)
-        except (ValueError, TypeError, PyppeteerError) as exc:
-            raise ActionFailed(f"action {index} ({kind}): {exc}") from exc
-        guard.raise_if_document_blocked()
-        outcomes.append({"index": index, "type": kind, "ok": True, **(extra or {})})
-    return outcomes, shots
-
-
-def _arg(action: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    value = action.get(name, default)
-    if value is ...:
-        raise ValueError(f"{name!r} is required")
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"{name!r} has the wrong type: {value!r}")
-    return value
-
-
-async def _element(page: Page, action: dict[str, Any]) -> Any:
-    selector = _arg(action, "selector", str)
-    element = await page.querySelector(selector)
-    if element is None:
-        raise ValueError(f"no element matches {selector!r}")
-    return element
-
-
-async def _click(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
-    await (await _element(page, action)).click()
-
-
-async def _type(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
-    text = _arg(action, "text", str)
-    await (await _element(page, action)).type(text)
-
-
-async def _press(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
-    key = _arg(action, "key", str)
-    if action.get("selector") is None:
-        await page.keyboard.press(key)
-    else:
-        await (await _element(page, action)).press(key)
-
-
-async def _wait(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
-    await asyncio.sleep(_arg(action, "ms", (int, float)) / 1000)
-
-
-async def _wait_for(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
-    selector = _arg(action, "selector", str)
-    timeout_ms = _arg(action, "timeout_ms", (int, float), 0)
-    try:
-        await page.waitForSelector(selector, timeout=timeout_ms)
-    except TimeoutError:
-        raise ValueError(f"{selector!r} did not appear within {timeout_ms} ms") from None
-
-
-async def _scroll(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
-    """scroll {to: "bottom"} or {by: pixels}, `times` over (infinite scroll), waiting `ms` after each."""
-    if action.get("to") == "bottom":
-        script = "() => window.scrollTo(0, document.scrollingElement.scrollHeight)"
-    else:
-        script = f"() => window.scrollBy(0, {float(_arg(action, 'by', (int, float)))})"
-    pause_s = _arg(action, "ms", (int, float), 0) / 1000
-    for _ in range(_arg(action, "times", int, 1)):
-        await page.evaluate(script)
-        await asyncio.sleep(pause_s)
-
-
-async def _evaluate(page: Page, action: dict[str, Any], shots: list[bytes]) -> dict[str, Any]:
-    script = _arg(action, "script", str)
-    return {"result": await fixes.evaluate_script(page, script)}
-
-
-async def _screenshot(page: Page, action: dict[str, Any], shots: list[bytes]) -> dict[str, Any]:
-    shots.append(await page.screenshot({"type": "png", "fullPage": bool(action.get("full_page"))}))
-    return {"screenshot": len(shots) - 1}
-
-
-_STEPS = {
-    "click": _click,
-    "type": _type,
-    "press": _press,
-    "wait": _wait,
-    "wait_for": _wait_for,
-    "scroll": _scroll,
-    "evaluate": _evaluate,
-    "screenshot": _screenshot,
-}
-
-
-async def _capture(
-    page: Page, request: RenderRequest, response: Response | None, outcomes: list[dict[str, Any]], shots: list[bytes]
-) -> RenderResult:
-    headers = dict(response.headers) if response is not None else {}
-    return RenderResult(
-        html=await page.content(),
-        final_url=page.url,
-        status_code=response.status if response is not None else 0,
-        headers=headers,
-        content_type=headers.get("content-type", ""),
-        screenshot=await page.screenshot({"type": "png", "fullPage": request.full_page})
-        if request.screenshot
-        else None,
-        pdf=await page.pdf() if request.pdf else None,
-        actions=outcomes,
-        action_screenshots=shots,
-    )

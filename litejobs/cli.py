@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from litejobs.config import load_config
-    from litejobs.server import serve
+    from litejobs.server import run
 
     overrides: dict[str, dict[str, Any]] = {
         "server": {"host": args.host, "port": args.port, "log_format": args.log_format},
@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(config))
+            run(config)
     except ConfigError as exc:  # found while building the app: a plugin that cannot be loaded, say
         print(f"litejobs: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -39,6 +39,8 @@ class StoreConfig:
     sweep_interval_s: float = 60.0
     #: where screenshots and PDFs go; empty means `<path>.files` next to the database
     files_dir: str = ""
+    #: the most the database file may grow to, in MiB; past it writes answer 507 storage_full; 0: no limit
+    max_db_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ def _fail(where: str, what: str, value: Any) -> Any:
 
 _POSITIVE = {
     "server.port": (0, 65535),
+    "store.max_db_mb": (0, None),
     "queue.concurrency": (1, 10_000),
     "queue.max_depth": (1, None),
     "queue.max_attempts": (1, 100),

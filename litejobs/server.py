@@ -67,6 +67,17 @@ async def _announce_when_started(server: uvicorn.Server) -> None:
             print(f"litejobs listening on http://{host}:{port}", flush=True)
 
 
+def run(config: Config) -> None:
+    """Serve on uvloop when it is installed (measured: faster HTTP and aiohttp), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(config))
+
+
 async def serve(config: Config) -> None:
     """Serve until SIGINT/SIGTERM; then stop taking requests, give active jobs their grace, close."""
     install_logging(config.server.log_format)

@@ -9,7 +9,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from litejobs.config import Config
 from litejobs.errors import ApiError, JobError, JobTimeout
 from litejobs.events import ChangeFeed
 from litejobs.files import FileArea
-from litejobs.jobs import Job, backoff_s, should_retry
+from litejobs.jobs import Job, JobResult, backoff_s, should_retry
 from litejobs.kinds import KindRegistry
 from litejobs.store import Store, StoredFile
 
@@ -25,6 +25,8 @@ log = logging.getLogger("litejobs.worker")
 
 #: how often an idle dispatcher looks at the database anyway: another process may have submitted
 IDLE_POLL_S = 1.0
+#: how long a kind gets to stop once cancelled (timeout, shutdown) before the worker moves on without it
+ABANDON_AFTER_S = 2.0
 
 
 def new_worker_id() -> str:
@@ -132,6 +134,10 @@ class WorkerPool:
         self.concurrency = queue.concurrency
         self.lease_ms = int(queue.lease_s * 1000)
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: the job recovered from a dead worker that runs here alone, if any: nothing is claimed beside it
+        self._isolated: str | None = None
+        #: runs of kinds that ignored their cancellation; kept so that they are not garbage-collected mid-run
+        self._abandoned: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,7 +188,7 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 await self.store.release(list(leftover), self.worker_id, self.clock())
             log.info("handed %d active jobs back to the queue", len(leftover))
-        for task in self._tasks:
+        for task in [*self._tasks, *self._abandoned]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -193,9 +199,11 @@ class WorkerPool:
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._running)
-            if free > 0:
+            if free > 0 and self._isolated is None:
                 try:
-                    jobs = await self.store.claim(free, self.worker_id, self.clock(), self.lease_ms)
+                    jobs = await self.store.claim(
+                        free, self.worker_id, self.clock(), self.lease_ms, idle=not self._running
+                    )
                 except Exception:
                     log.exception("claim failed; retrying")
                     jobs = []
@@ -216,6 +224,8 @@ class WorkerPool:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _start(self, job: Job) -> None:
+        if job.recoveries:
+            self._isolated = job.id
         self.feed.publish(job)
         task = asyncio.create_task(self._run(job), name=f"litejobs-job-{job.id}")
         self._running[job.id] = task
@@ -223,6 +233,8 @@ class WorkerPool:
 
     def _finished(self, job_id: str) -> None:
         self._running.pop(job_id, None)
+        if self._isolated == job_id:
+            self._isolated = None
         self._wake.set()
 
     async def _run(self, job: Job) -> None:
@@ -230,7 +242,7 @@ class WorkerPool:
         try:
             kind = self.kinds.get(job.kind)
             params = kind.parse(job.input)
-            result = await asyncio.wait_for(kind.run(params, context), job.timeout_s)
+            result = await self._run_kind(kind.run(params, context), job)
         except asyncio.CancelledError:
             return  # cancelled by its owner, or shutdown: the store already knows, or stop() releases it
         except Exception as exc:
@@ -239,6 +251,32 @@ class WorkerPool:
         if context.files_saved:
             result.stats.setdefault("files", context.files_saved)
         await self._record(job, self.store.finish(job.id, self.worker_id, result, self.clock(), self._expiry()))
+
+    async def _run_kind(self, run: Awaitable[JobResult], job: Job) -> JobResult:
+        """The kind's result within the job's timeout. Unlike wait_for, this does not wait for ever
+        for a kind that swallows its cancellation: such a run is abandoned after ABANDON_AFTER_S,
+        and the job's worker slot (and lease) with it."""
+        task = asyncio.ensure_future(run)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=job.timeout_s)
+        except asyncio.CancelledError:
+            await self._stop_kind(task, job)
+            raise
+        if done:
+            return task.result()
+        await self._stop_kind(task, job)
+        raise JobTimeout()
+
+    async def _stop_kind(self, task: asyncio.Task[Any], job: Job) -> None:
+        task.cancel()
+        await asyncio.wait({task}, timeout=ABANDON_AFTER_S)
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: a late error after the timeout is not "never retrieved"
+            return
+        log.warning("job %s: kind %r ignored its cancellation; it is abandoned, still running", job.id, job.kind)
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
     async def _record_failure(self, job: Job, exc: BaseException) -> None:
         error, retryable = error_of(exc)
@@ -259,10 +297,8 @@ class WorkerPool:
         except Exception:
             log.exception("could not record the outcome of %s; its lease will expire and it will rerun", job.id)
             return
-        if changed:
-            updated = await self.store.get(job.id)
-            if updated is not None:
-                self.feed.publish(updated)
+        if changed is not None:
+            self.feed.publish(changed)
 
     def _expiry(self) -> int:
         return self.clock() + int(self.resources.config.store.retention_s * 1000)

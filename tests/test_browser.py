@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from litejobs import pyppeteer_fixes
+from litejobs import chromium, pyppeteer_fixes
 from litejobs.browser import (
     LOOPBACK_ONLY_RULES,
     BrowserPool,
@@ -537,7 +537,7 @@ def test_render_requests_are_checked_when_made() -> None:
 
 
 def test_chromium_flags_keep_it_quiet_and_resolve_only_by_the_rules() -> None:
-    args = pyppeteer_fixes.chromium_args(LOOPBACK_ONLY_RULES, as_root=False)
+    args = chromium.chromium_args(LOOPBACK_ONLY_RULES, as_root=False)
 
     for flag in ("--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"):
         assert flag in args
@@ -546,7 +546,7 @@ def test_chromium_flags_keep_it_quiet_and_resolve_only_by_the_rules() -> None:
     disabled = [a for a in args if a.startswith("--disable-features=")]
     assert len(disabled) == 1 and "site-per-process" in disabled[0]
     assert "--no-sandbox" not in args
-    assert "--no-sandbox" in pyppeteer_fixes.chromium_args(LOOPBACK_ONLY_RULES, as_root=True)
+    assert "--no-sandbox" in chromium.chromium_args(LOOPBACK_ONLY_RULES, as_root=True)
 
 
 def test_the_debian_wrapper_resolves_to_the_real_binary() -> None:
@@ -576,7 +576,7 @@ def test_launch_is_lazy_keeps_the_loop_responsive_and_exit_leaves_no_chromium(ru
     # pyppeteer's own launch() blocks the loop for most of the launch (0.25 of 0.3 s here); ours for ~1%
     assert worst_stall_s < 0.5 * launch_s, (worst_stall_s, launch_s)
     assert chromium_with(state["user_data_dir"]) == []
-    assert pyppeteer_fixes.group_pids(state["pid"], alive_only=True) == []
+    assert chromium.group_pids(state["pid"], alive_only=True) == []
     assert not Path(state["user_data_dir"]).exists()
 
 
@@ -605,7 +605,7 @@ def test_killed_browser_fails_the_render_promptly_and_the_next_one_relaunches(ru
             assert time.monotonic() - killed_at < 3.0
             assert crashed.value.retryable is True
             assert pool.state()["state"] == "crashed"
-            await until(lambda: not pyppeteer_fixes.group_pids(old["pid"]), 5.0)  # no zombies, no orphans
+            await until(lambda: not chromium.group_pids(old["pid"]), 5.0)  # no zombies, no orphans
             assert not Path(old["user_data_dir"]).exists()
 
             result = await pool.render(RenderRequest(site.url("/"), wait_for="#content"))
@@ -715,7 +715,7 @@ def test_chromium_dies_with_a_sigkilled_server(run: Run, site: Site) -> None:
         assert len(chromium_with(profile)) >= 5  # the crashpad handlers too: their database is in the profile
         server.kill()
         await server.wait()
-        await until(lambda: not pyppeteer_fixes.group_pids(int(pid)), 5.0)
+        await until(lambda: not chromium.group_pids(int(pid)), 5.0)
         assert chromium_with(profile) == []
         shutil.rmtree(profile)  # a SIGKILLed server cannot remove its profile directory
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ DEFAULT_OUTPUT = ("markdown",)
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
 BLOCKABLE = ("images", "fonts", "media", "stylesheets")
+#: outputs made from the parsed tree
+PARSED_OUTPUTS = frozenset({"markdown", "text", "links", "metadata", "extract"})
 #: outputs that only a browser can make
 BROWSER_OUTPUTS = frozenset({"screenshot", "pdf"})
 
@@ -209,7 +212,8 @@ def build_outputs(loaded: Mapping[str, Any], output: tuple[str, ...], extract_sc
 
     html = loaded["html"]
     is_html = "html" in loaded["content_type"] or loaded["content_type"] in ("", "application/xml")
-    doc = Document(html, loaded["final_url"]) if is_html else None
+    # parse only for outputs that need the tree: `html` alone is passed through untouched
+    doc = Document(html, loaded["final_url"]) if is_html and PARSED_OUTPUTS & set(output) else None
     outputs: dict[str, Any] = {
         "status_code": loaded["status_code"],
         "final_url": loaded["final_url"],
@@ -235,9 +239,17 @@ def build_outputs(loaded: Mapping[str, Any], output: tuple[str, ...], extract_sc
     return outputs
 
 
+async def outputs_of(loaded: Mapping[str, Any], output: tuple[str, ...], extract_schema: Any) -> dict[str, Any]:
+    """build_outputs, in a worker thread when it must parse: lexbor and the markdown converter
+    release the GIL, so pages are parsed on the second core while the event loop keeps serving."""
+    if PARSED_OUTPUTS & set(output):
+        return await asyncio.to_thread(build_outputs, loaded, output, extract_schema)
+    return build_outputs(loaded, output, extract_schema)
+
+
 async def run_fetch(params: FetchParams, ctx: KindContext) -> JobResult:
     loaded = await load_page(params, ctx)
-    outputs = build_outputs(loaded, params.output, params.extract)
+    outputs = await outputs_of(loaded, params.output, params.extract)
     if params.extract is not None and params.extract.prompt:
         markdown = outputs.get("markdown") or build_outputs(loaded, ("markdown",), None)["markdown"]
         extraction = await extract_with_prompt(ctx.config.ai, params.extract.prompt, markdown)

@@ -68,13 +68,17 @@ class Store(Protocol):
     ) -> tuple[list[Job], int | None]:
         """Newest first; returns the jobs and the cursor for the next page (None at the end)."""
 
-    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int) -> list[Job]:
-        """Promote due delayed jobs, then lease up to `limit` waiting jobs, best priority first."""
+    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
+        """Promote due delayed jobs, then lease up to `limit` waiting jobs, best priority first. A job
+        recovered from a dead worker is taken alone, and only when `idle` (the caller runs nothing)."""
 
     async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
         """Extend leases; returns the ids still active under this worker (others were cancelled)."""
 
-    async def finish(self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int) -> bool: ...
+    async def finish(
+        self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int
+    ) -> Job | None:
+        """Record a finished attempt; the job as it now is, or None when the lease was lost."""
 
     async def fail(
         self,
@@ -84,8 +88,9 @@ class Store(Protocol):
         retry_at_ms: int | None,
         now_ms: int,
         expires_at_ms: int,
-    ) -> bool:
-        """Record a failed attempt: to `delayed` until retry_at_ms, or `failed` when it is None."""
+    ) -> Job | None:
+        """Record a failed attempt: to `delayed` until retry_at_ms, or `failed` when it is None;
+        the job as it now is, or None when the lease was lost."""
 
     async def release(self, job_ids: list[str], worker_id: str, now_ms: int) -> None:
         """Hand active jobs back to the queue, the attempt not counted (graceful shutdown)."""

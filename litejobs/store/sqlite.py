@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState, new_job_id
 from litejobs.store import Recovered, StoredFile, Submitted
 from litejobs.store.schema import MIGRATIONS
 from litejobs.store.sqlite_webhooks import WebhookDeliveries
-from litejobs.store.writer import GroupWriter
+from litejobs.store.writer import GroupWriter, _is_disk_full as is_disk_full
 
 _JOB_COLUMNS = (
     "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
@@ -43,7 +44,7 @@ def _job(row: sqlite3.Row) -> Job:
         priority=row["priority"],
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
-        timeout_s=row["timeout_s"],
+        timeout_s=float(row["timeout_s"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         run_at=row["run_at"],
@@ -91,15 +92,34 @@ def _end_attempt(conn: sqlite3.Connection, job_id: str, now_ms: int, outcome: st
     )
 
 
+def _claimable(candidates: list[sqlite3.Row], idle: bool) -> list[int]:
+    """The seqs to claim of the due jobs, in claim order. A job that was running when its worker
+    died (recoveries > 0) may have killed it: it runs alone, claimed only by an idle caller, so that
+    another crash is charged to it and not to jobs beside it. Claims stop at it meanwhile, so the
+    queue drains towards it instead of passing it by for ever."""
+    chosen: list[int] = []
+    for row in candidates:
+        if row["recoveries"] > 0:
+            if not chosen and idle:
+                chosen.append(row["seq"])
+            break
+        chosen.append(row["seq"])
+    return chosen
+
+
 class SqliteStore(WebhookDeliveries):
     """Writes go through one GroupWriter connection; reads use a second connection (WAL lets them
     run beside the writer)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_db_mb: int = 0) -> None:
         self.path = str(path)
+        #: the file's size limit in MiB (SQLite's max_page_count); 0: none
+        self.max_db_mb = max_db_mb
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._writer: GroupWriter | None = None
+        #: (queue depth when last counted, monotonic time of that count, jobs submitted since)
+        self._depth_seen: tuple[int, float, int] = (0, -1e9, 0)
 
     async def __aenter__(self) -> SqliteStore:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +130,8 @@ class SqliteStore(WebhookDeliveries):
             self._read_conn = await self._connect()
         except BaseException as exc:
             await self.__aexit__(None, None, None)
-            if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
-                raise StorageFull() from exc
+            if is_disk_full(exc):
+                raise StorageFull(self._full_message()) from exc
             raise
         self._writer = GroupWriter(self._write_conn)
         self._writer.start()
@@ -133,7 +153,25 @@ class SqliteStore(WebhookDeliveries):
         # crash or power loss can drop the last transactions.
         for pragma in ("busy_timeout = 5000", "synchronous = NORMAL", "foreign_keys = ON"):
             await conn.execute(f"PRAGMA {pragma}")
+        if self.max_db_mb > 0:
+            # per connection, not stored in the file; a write past it fails with SQLITE_FULL, which the
+            # writer turns into StorageFull (507). Below the file's current size it means "no growth".
+            async with conn.execute("PRAGMA page_size") as cur:
+                row = await cur.fetchone()
+            page_size = row[0] if row else 4096
+            pages = max(1, self.max_db_mb * 1024 * 1024 // page_size)
+            # it answers with a row: read it, or the open statement holds a read transaction
+            async with conn.execute(f"PRAGMA max_page_count = {pages}") as cur:
+                await cur.fetchall()
         return conn
+
+    def _full_message(self) -> str | None:
+        if self.max_db_mb <= 0:
+            return None
+        return (
+            f"the database is full (store.max_db_mb = {self.max_db_mb}) or its disk is; nothing was stored. "
+            "Retry once space is freed: finished jobs are deleted store.retention_s after they end"
+        )
 
     @staticmethod
     async def _migrate(conn: aiosqlite.Connection) -> None:
@@ -176,12 +214,29 @@ class SqliteStore(WebhookDeliveries):
                 fresh += 1
                 out.append(Submitted(self._insert(conn, spec, now_ms), False))
             if fresh:
-                (depth,) = conn.execute(f"SELECT count(*) FROM jobs WHERE status IN {_QUEUED}").fetchone()
+                depth = self._queue_depth(conn, fresh, max_depth)
                 if depth > max_depth:
                     raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
             return out
 
         return await self._write(op)
+
+    def _queue_depth(self, conn: sqlite3.Connection, fresh: int, max_depth: int) -> int:
+        """Waiting + delayed jobs, this submit's included. Counting costs time linear in the queue,
+        so while the last count plus every submit since stays well under max_depth (claims only
+        lower it) the estimate serves; an exact count is taken near the limit and every second."""
+        counted, at, since = self._depth_seen
+        estimate = counted + since + fresh
+        if estimate < max_depth * 0.9 and time.monotonic() - at < 1.0:
+            self._depth_seen = (counted, at, since + fresh)
+            return estimate
+        # one sub-count per partial index: `status IN (...)` would scan the whole table
+        (depth,) = conn.execute(
+            "SELECT (SELECT count(*) FROM jobs WHERE status = 'waiting') + "
+            "(SELECT count(*) FROM jobs WHERE status = 'delayed')"
+        ).fetchone()
+        self._depth_seen = (depth, time.monotonic(), 0)
+        return int(depth)
 
     @staticmethod
     def _find_replay(conn: sqlite3.Connection, spec: JobSpec) -> Job | None:
@@ -243,19 +298,25 @@ class SqliteStore(WebhookDeliveries):
 
     # --- the worker's side -------------------------------------------------------------------
 
-    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int) -> list[Job]:
+    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
             conn.execute(
                 "UPDATE jobs SET status = 'waiting', updated_at = ? WHERE status = 'delayed' AND run_at <= ?",
                 (now_ms, now_ms),
             )
+            candidates = conn.execute(
+                "SELECT seq, recoveries FROM jobs WHERE status = 'waiting' ORDER BY priority DESC, run_at, seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            chosen = _claimable(candidates, idle)
+            if not chosen:
+                return []
             rows = conn.execute(
                 "UPDATE jobs SET status = 'active', attempts = attempts + 1, lease_until = ?, "
                 "lease_owner = ?, started_at = COALESCE(started_at, ?), updated_at = ?, progress = NULL "
-                "WHERE seq IN (SELECT seq FROM jobs WHERE status = 'waiting' "
-                "ORDER BY priority DESC, run_at, seq LIMIT ?) AND status = 'waiting' "
+                f"WHERE seq IN ({','.join('?' * len(chosen))}) AND status = 'waiting' "
                 f"RETURNING {_JOB_COLUMNS}",
-                (now_ms + lease_ms, worker_id, now_ms, now_ms, limit),
+                (now_ms + lease_ms, worker_id, now_ms, now_ms, *chosen),
             ).fetchall()
             jobs = sorted((_job(r) for r in rows), key=lambda j: (-j.priority, j.run_at))
             conn.executemany(
@@ -281,22 +342,24 @@ class SqliteStore(WebhookDeliveries):
 
         return await self._write(op)
 
-    async def finish(self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            changed = conn.execute(
+    async def finish(
+        self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int
+    ) -> Job | None:
+        def op(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
                 "UPDATE jobs SET status = ?, result_available = 1, completed_at = ?, updated_at = ?, "
                 "expires_at = ?, lease_until = NULL, error = NULL "
-                "WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                f"WHERE id = ? AND status = 'active' AND lease_owner = ? RETURNING {_JOB_COLUMNS}",
                 (result.status.value, now_ms, now_ms, expires_at_ms, job_id, worker_id),
-            ).rowcount
-            if not changed:
-                return False
+            ).fetchone()
+            if row is None:
+                return None
             conn.execute(
                 "INSERT OR REPLACE INTO results (job_id, outputs, stats) VALUES (?, ?, ?)",
                 (job_id, _dumps(result.outputs), _dumps(result.stats)),
             )
             _end_attempt(conn, job_id, now_ms, result.status.value, None)
-            return True
+            return _job(row)
 
         return await self._write(op)
 
@@ -308,8 +371,8 @@ class SqliteStore(WebhookDeliveries):
         retry_at_ms: int | None,
         now_ms: int,
         expires_at_ms: int,
-    ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
+    ) -> Job | None:
+        def op(conn: sqlite3.Connection) -> Job | None:
             if retry_at_ms is None:
                 sql = (
                     "UPDATE jobs SET status = 'failed', error = ?, completed_at = ?, updated_at = ?, "
@@ -322,10 +385,11 @@ class SqliteStore(WebhookDeliveries):
                     "lease_until = NULL WHERE id = ? AND status = 'active' AND lease_owner = ?"
                 )
                 params = (_dumps(error), retry_at_ms, now_ms, job_id, worker_id)
-            if not conn.execute(sql, params).rowcount:
-                return False
+            row = conn.execute(f"{sql} RETURNING {_JOB_COLUMNS}", params).fetchone()
+            if row is None:
+                return None
             _end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
-            return True
+            return _job(row)
 
         return await self._write(op)
 

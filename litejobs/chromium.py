@@ -1,0 +1,218 @@
+"""The Chromium process: found, spawned in its own process group with a throwaway profile, measured, killed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyppeteer.launcher import DEFAULT_ARGS
+
+from litejobs.errors import BrowserError
+
+_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+#: Debian's /usr/bin/chromium is a sh wrapper that adds flags of its own; this is the binary it execs
+_DEBIAN_BINARY = "/usr/lib/chromium/chromium"
+_PR_SET_PDEATHSIG = 1
+_DEVTOOLS_LINE = re.compile(rb"DevTools listening on (ws://\S+)")
+#: one switch with pyppeteer's own site-per-process: whether Chromium merges a repeated one is unverified
+_DISABLED_FEATURES = (
+    "site-per-process,Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,"
+    "CalculateNativeWinOcclusion,InterestFeedContentSuggestions,CertificateTransparencyComponentUpdater,"
+    "AutofillServerCommunication,PrivacySandboxSettings4"
+)
+_QUIET_ARGS = (
+    "--headless",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-component-update",
+    "--disable-domain-reliability",
+    "--no-default-browser-check",
+    "--no-pings",
+    "--disable-field-trial-config",
+    f"--disable-features={_DISABLED_FEATURES}",
+)
+
+
+def find_chromium(configured: str = "") -> str | None:
+    """The configured executable if it exists, else the first Chromium on PATH; None if there is none."""
+    if configured:
+        return configured if os.path.isfile(configured) and os.access(configured, os.X_OK) else None
+    for name in _CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return _DEBIAN_BINARY if _is_script(path) and os.access(_DEBIAN_BINARY, os.X_OK) else path
+    return None
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+# -- pitfalls 5-9: pyppeteer's launch() blocks the loop, installs signal handlers and atexit hooks, -------
+# -- and leaves Chromium running when the server is SIGKILLed. So Chromium is started here and connect()ed.
+
+
+def chromium_args(host_resolver_rules: str, *, as_root: bool) -> list[str]:
+    """Chromium's flags: pyppeteer's defaults, headless, no background traffic, DNS limited by the rules."""
+    args = [arg for arg in DEFAULT_ARGS if not arg.startswith("--disable-features=")]
+    args += [*_QUIET_ARGS, f"--host-resolver-rules={host_resolver_rules}"]
+    if as_root:
+        args.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox on
+    return args
+
+
+@dataclass(eq=False)
+class ChromiumProcess:
+    """A Chromium we started in its own process group, and its throwaway profile directory."""
+
+    proc: asyncio.subprocess.Process
+    user_data_dir: str
+    ws_endpoint: str = ""
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    drain: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    async def stop(self, grace_s: float) -> None:
+        """Wait up to grace_s for Chromium to exit, then kill whatever is left of its group; remove the profile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), grace_s)
+        self.kill_group()
+        await self.proc.wait()
+        for _ in range(100):  # killed children still hold the profile for a few ms
+            if not group_pids(self.pid, alive_only=True):
+                break
+            await asyncio.sleep(0.02)
+        if self.drain is not None:
+            self.drain.cancel()
+        shutil.rmtree(self.user_data_dir, ignore_errors=True)
+
+    def memory_mb(self) -> tuple[float, float]:
+        """(RSS, PSS) of the whole Chromium tree in MiB; RSS counts shared pages once per process."""
+        return tree_memory_mb(group_pids(self.pid, alive_only=True))
+
+
+async def spawn_chromium(executable: str, args: list[str], *, timeout_s: float) -> ChromiumProcess:
+    """Start Chromium and read its DevTools address from stderr, without blocking the event loop."""
+    profile = tempfile.mkdtemp(prefix="litejobs-chromium-")
+    argv = [executable, *args, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
+    # Chromium's crashpad handler keeps its database under ~/.config unless told otherwise
+    env = {**os.environ, "XDG_CONFIG_HOME": f"{profile}/.config", "XDG_CACHE_HOME": f"{profile}/.cache"}
+    try:
+        process = ChromiumProcess(await _start(argv, env), profile)
+    except BaseException:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    try:
+        process.ws_endpoint = await asyncio.wait_for(_read_endpoint(process), timeout_s)
+    except BaseException as exc:
+        await process.stop(grace_s=0)
+        if isinstance(exc, TimeoutError):
+            raise BrowserError(f"Chromium did not start within launch_timeout_s={timeout_s:g}") from None
+        raise
+    process.drain = asyncio.ensure_future(_drain(process))
+    return process
+
+
+async def _start(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    # The parent-death signal makes the kernel kill Chromium if this process dies, even by SIGKILL. It is
+    # tied to the thread that forks, which is the event loop's. setpriv avoids running Python in the forked
+    # child (preexec_fn is unsafe once threads exist, and getaddrinfo runs in executor threads).
+    setpriv = shutil.which("setpriv")
+    preexec: Callable[[], Any] | None = None
+    if setpriv:
+        argv = [setpriv, "--pdeathsig", "KILL", *argv]
+    else:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        preexec = lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # noqa: E731
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=preexec,
+        env=env,
+    )
+
+
+async def _read_endpoint(process: ChromiumProcess) -> str:
+    assert process.proc.stderr is not None
+    while True:
+        line = await process.proc.stderr.readline()
+        if not line:
+            tail = " | ".join(process.stderr_tail) or "no output"
+            raise BrowserError(f"Chromium exited before it was ready: {tail}")
+        match = _DEVTOOLS_LINE.search(line)
+        if match:
+            return match.group(1).decode()
+        process.stderr_tail.append(line.decode(errors="replace").strip())
+
+
+async def _drain(process: ChromiumProcess) -> None:
+    # Chromium keeps logging to stderr; an unread pipe would fill up and stall it.
+    assert process.proc.stderr is not None
+    while line := await process.proc.stderr.readline():
+        process.stderr_tail.append(line.decode(errors="replace").strip())
+
+
+# -- the Chromium tree, read from /proc ------------------------------------------------------------------
+
+
+def group_pids(pgid: int, *, alive_only: bool = False) -> list[int]:
+    """Processes in the group `pgid` (zombies too unless alive_only), from /proc."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, group = stat[stat.rindex(")") + 2 :].split(maxsplit=3)[:3]
+        if int(group) == pgid and not (alive_only and state in "ZX"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def tree_memory_mb(pids: Iterable[int]) -> tuple[float, float]:
+    """Summed (RSS, PSS) in MiB of `pids`; processes that vanished meanwhile count as 0."""
+    rss_kb = pss_kb = 0
+    for pid in pids:
+        rss_kb += _status_kb(f"/proc/{pid}/status", "VmRSS:")
+        pss_kb += _status_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+    return rss_kb / 1024, pss_kb / 1024
+
+
+def _status_kb(path: str, key: str) -> int:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0

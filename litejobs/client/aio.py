@@ -1,0 +1,170 @@
+"""AsyncClient: the same SDK over one aiohttp session; event streams are followed, not polled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+
+from litejobs.client.errors import ServerUnreachable, api_error
+from litejobs.client.sse import Event, Follow, SseParser
+from litejobs.client.urls import DEFAULT_URL, job_path, query_string
+from litejobs.client.waiting import OnChange, Watch, is_terminal, past, poll_s
+
+#: an event stream sends a keep-alive every 15 s; three missed ones mean the stream is dead
+STREAM_READ_S = 45.0
+
+
+class AsyncClient:
+    """`async with AsyncClient(url, api_key=None) as client:` the same methods as Client, awaited.
+
+    One aiohttp session serves every call (pass `session=` to bring your own, which is left open).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout_s: float = 75.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> AsyncClient:
+        self._session_in_use()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _session_in_use(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, stream: bool = False
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        sent = {"Accept": "application/json", **(headers or {})}
+        if self.api_key:
+            sent["Authorization"] = f"Bearer {self.api_key}"
+        session = self._session_in_use()
+        # a stream may last for ever: only its silences are limited
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=STREAM_READ_S) if stream else session.timeout
+        try:
+            async with session.request(method, self.base_url + path, json=body, headers=sent, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    try:
+                        payload = json.loads(await resp.read() or b"null")
+                    except ValueError:
+                        payload = None
+                    raise api_error(resp.status, payload, resp.headers.get("Retry-After"))
+                yield resp
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnreachable(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+
+    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        async with self._send(method, path, body, headers) as resp:
+            return json.loads(await resp.read() or b"null")
+
+    async def submit(self, kind: str, input: dict[str, Any], idempotency_key: str | None = None, **options: Any) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.request("POST", "/v1/jobs", {"kind": kind, "input": input, **options}, headers)
+
+    async def submit_batch(self, jobs: Iterable[Mapping[str, Any]], idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"jobs": [dict(job) for job in jobs]}
+        return (await self.request("POST", "/v1/jobs/batch", body, headers))["jobs"]
+
+    async def get(self, job_id: str, wait_s: float = 0) -> Any:
+        return await self.request("GET", job_path(job_id) + (f"?wait={wait_s:.3f}" if wait_s > 0 else ""))
+
+    async def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
+        """The job once terminal, or as it is when `timeout_s` passes. Follows the job's event stream;
+        should the stream break, long-polls instead."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        watch = Watch(on_change)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._send("GET", job_path(job_id, "/events"), stream=True) as resp:
+                    parser = SseParser()
+                    async for chunk in resp.content.iter_any():
+                        for event in parser.feed(chunk):
+                            if is_terminal(watch(event.job)):
+                                return event.job
+        except ServerUnreachable:
+            pass  # the stream broke (or never opened): the long-poll below says which
+        except TimeoutError:
+            return watch.job or await self.get(job_id)
+        while True:
+            job = watch(await self.get(job_id, wait_s=poll_s(deadline)))
+            if is_terminal(job) or past(deadline):
+                return job
+
+    async def result(self, job_id: str, offset: int | None = None, limit: int | None = None) -> Any:
+        return await self.request("GET", job_path(job_id, "/result") + query_string(offset=offset, limit=limit))
+
+    async def pages(self, job_id: str, limit: int = 100) -> AsyncIterator[dict[str, Any]]:
+        offset: int | None = 0
+        while offset is not None:
+            body = await self.result(job_id, offset=offset, limit=limit)
+            for page in body.get("pages", []):
+                yield page
+            offset = body.get("next_offset")
+
+    async def cancel(self, job_id: str) -> Any:
+        return await self.request("DELETE", job_path(job_id))
+
+    async def retry(self, job_id: str) -> Any:
+        return await self.request("POST", job_path(job_id, "/retry"))
+
+    async def stats(self) -> Any:
+        return await self.request("GET", "/v1/stats")
+
+    async def events(self, job_id: str | None = None) -> AsyncIterator[Event]:
+        """One job's events until it ends, or all of the caller's jobs' for ever; resumes after a break
+        with Last-Event-ID. Close it when done early: `async with contextlib.aclosing(...)`."""
+        follow = Follow(job_id)
+        while not follow.over:
+            broken: ServerUnreachable | None = None
+            try:
+                async with self._send("GET", follow.path, headers=follow.headers(), stream=True) as resp:
+                    follow.opened()
+                    parser = SseParser()
+                    async for chunk in resp.content.iter_any():
+                        for event in parser.feed(chunk):
+                            follow.saw(event)
+                            yield event
+                            if follow.over:
+                                return
+            except ServerUnreachable as exc:  # could not open, or broke mid-stream: resume from the last event
+                broken = exc
+            await asyncio.sleep(follow.broke(broken))
+
+    async def list(
+        self, status: str | None = None, kind: str | None = None, limit: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            query = query_string(status=status, kind=kind, limit=limit, cursor=cursor)
+            page = await self.request("GET", "/v1/jobs" + query)
+            for job in page["jobs"]:
+                yield job
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return

@@ -1,0 +1,126 @@
+"""Client: the blocking SDK over urllib; every call returns the API's JSON or raises a typed error."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from litejobs.client.errors import ServerUnreachable, api_error
+from litejobs.client.sse import Event, Follow, SseParser
+from litejobs.client.urls import DEFAULT_URL, job_path, query_string
+from litejobs.client.waiting import OnChange, Watch, is_terminal, past, poll_s
+
+
+class Client:
+    """`Client("http://127.0.0.1:8000", api_key=None)`: blocking calls that return the API's JSON."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str | None = None, timeout_s: float = 75.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        #: per request; above MAX_WAIT_S so that a long-poll is answered before it
+        self.timeout_s = timeout_s
+
+    def _open(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        sent = {"Accept": "application/json", **(headers or {})}
+        if data is not None:
+            sent["Content-Type"] = "application/json"
+        if self.api_key:
+            sent["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=sent)
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                try:
+                    payload = json.loads(exc.read() or b"null")
+                except ValueError:
+                    payload = None
+                raise api_error(exc.code, payload, exc.headers.get("Retry-After")) from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise ServerUnreachable(f"cannot reach {self.base_url}: {getattr(exc, 'reason', exc)}") from exc
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        with self._open(method, path, body, headers) as resp:
+            try:
+                return json.loads(resp.read() or b"null")
+            except (OSError, http.client.HTTPException) as exc:
+                raise ServerUnreachable(f"{self.base_url} broke off its answer: {exc}") from exc
+
+    def submit(self, kind: str, input: dict[str, Any], idempotency_key: str | None = None, **options: Any) -> Any:
+        """Submit one job; `options` are the other fields (meta, priority, max_attempts, timeout_s, ...)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", "/v1/jobs", {"kind": kind, "input": input, **options}, headers)
+
+    def submit_batch(self, jobs: Iterable[Mapping[str, Any]], idempotency_key: str | None = None) -> Any:
+        """Submit `[{kind, input, ...}, ...]` all or nothing; returns the job objects in order."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", "/v1/jobs/batch", {"jobs": [dict(job) for job in jobs]}, headers)["jobs"]
+
+    def get(self, job_id: str, wait_s: float = 0) -> Any:
+        return self.request("GET", job_path(job_id) + (f"?wait={wait_s:.3f}" if wait_s > 0 else ""))
+
+    def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
+        """The job once terminal, or as it is when `timeout_s` passes; long-polls, never a busy loop."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        watch = Watch(on_change)
+        while True:
+            job = watch(self.get(job_id, wait_s=poll_s(deadline)))
+            if is_terminal(job) or past(deadline):
+                return job
+
+    def result(self, job_id: str, offset: int | None = None, limit: int | None = None) -> Any:
+        return self.request("GET", job_path(job_id, "/result") + query_string(offset=offset, limit=limit))
+
+    def pages(self, job_id: str, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Every page of a multi-page (crawl) result, `limit` per request; none for a one-page job."""
+        offset: int | None = 0
+        while offset is not None:
+            body = self.result(job_id, offset=offset, limit=limit)
+            yield from body.get("pages", [])
+            offset = body.get("next_offset")
+
+    def cancel(self, job_id: str) -> Any:
+        return self.request("DELETE", job_path(job_id))
+
+    def retry(self, job_id: str) -> Any:
+        return self.request("POST", job_path(job_id, "/retry"))
+
+    def stats(self) -> Any:
+        return self.request("GET", "/v1/stats")
+
+    def events(self, job_id: str | None = None) -> Iterator[Event]:
+        """One job's events until it ends, or all of the caller's jobs' for ever; resumes after a break."""
+        follow = Follow(job_id)
+        while not follow.over:
+            broken: ServerUnreachable | None = None
+            try:
+                with self._open("GET", follow.path, headers=follow.headers()) as resp:
+                    follow.opened()
+                    parser = SseParser()
+                    for line in resp:
+                        for event in parser.feed(line):
+                            follow.saw(event)
+                            yield event
+                            if follow.over:
+                                return
+            except ServerUnreachable as exc:
+                broken = exc
+            except (OSError, http.client.HTTPException):
+                pass  # the stream broke: resume from the last event
+            time.sleep(follow.broke(broken))
+
+    def list(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> Iterator[dict[str, Any]]:
+        """Every matching job, newest first, fetched `limit` per page by following cursors."""
+        cursor = None
+        while True:
+            page = self.request("GET", "/v1/jobs" + query_string(status=status, kind=kind, limit=limit, cursor=cursor))
+            yield from page["jobs"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return

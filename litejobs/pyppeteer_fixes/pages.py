@@ -1,0 +1,156 @@
+"""Page calls pyppeteer gets wrong against Chromium 156: crashes, navigation, evaluate, request interception."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from pyppeteer import helper
+from pyppeteer.browser import BrowserContext
+from pyppeteer.errors import PageError
+from pyppeteer.navigator_watcher import NavigatorWatcher
+from pyppeteer.network_manager import NetworkManager, Response
+from pyppeteer.page import Page
+
+from litejobs.pyppeteer_fixes.connection import consume_exception
+
+T = TypeVar("T")
+
+_FUNCTION = re.compile(r"^\s*(async\s+)?(function\b|\([^()]*\)\s*=>|[\w$]+\s*=>)")
+
+
+# -- pitfalls 3 and 4: a crashed page must not kill the connection, nor leave calls pending forever ---------
+
+
+class Interrupted(Exception):
+    """A guarded call was abandoned because the page crashed or the browser went away."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+async def open_page(context: BrowserContext) -> tuple[Page, asyncio.Future[Exception]]:
+    """A new page with its 'error' listener attached at once, and a future that resolves if it crashes.
+
+    pyee raises an 'error' event nobody listens to inside pyppeteer's receive loop, which then dies.
+    """
+    page = await context.newPage()
+    crashed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+    def on_error(exc: Exception) -> None:
+        if not crashed.done():
+            crashed.set_result(exc)
+
+    page.on("error", on_error)
+    return page, crashed
+
+
+async def guarded(call: Awaitable[T], stops: Iterable[asyncio.Future[Any]], *, grace_s: float = 2.0) -> T:
+    """Await `call`, but raise Interrupted as soon as one of `stops` resolves (a crash pyppeteer never reports).
+
+    On cancellation the call is cancelled too and given `grace_s` to run its cleanup.
+    """
+    task = asyncio.ensure_future(call)
+    stops = list(stops)
+    try:
+        await asyncio.wait({task, *stops}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        await _cancel_and_wait(task, grace_s)
+        raise
+    fired = next((stop for stop in stops if stop.done()), None)
+    if fired is None or (task.done() and _failure(task) is None):
+        return task.result()
+    await _cancel_and_wait(task, grace_s)
+    raise Interrupted(fired.result()) from _failure(task)
+
+
+async def _cancel_and_wait(task: asyncio.Future[Any], grace_s: float) -> None:
+    task.cancel()
+    await asyncio.wait({task}, timeout=grace_s)
+    task.add_done_callback(consume_exception)
+
+
+def _failure(task: asyncio.Future[Any]) -> BaseException | None:
+    return None if not task.done() or task.cancelled() else task.exception()
+
+
+async def close_quietly(closing: Awaitable[Any], timeout_s: float) -> None:
+    """Close a page or context, giving up after timeout_s: a dead renderer never answers."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(closing, timeout_s)
+
+
+# -- page.goto leaves its watcher task pending forever when navigation fails or is cancelled --------------
+
+
+async def goto(page: Page, url: str, wait_until: str) -> Response | None:
+    """page.goto(url, waitUntil=wait_until, timeout=0) that always disposes of its navigation watcher.
+
+    Otherwise each failed, blocked or cancelled navigation ends as "Task was destroyed but it is pending!".
+    """
+    frame = page.mainFrame
+    requests: dict[str, Any] = {}
+    listener = helper.addEventListener(
+        page._networkManager, NetworkManager.Events.Request, lambda request: requests.setdefault(request.url, request)
+    )
+    watcher = NavigatorWatcher(page._frameManager, frame, 0, {"waitUntil": wait_until})
+    try:
+        error = await page._navigate(url, page._networkManager.extraHTTPHeaders().get("referer", ""))
+        if error is not None:
+            raise PageError(error)
+        done, _pending = await watcher.navigationPromise()
+        failure = done.pop().exception()
+        if failure is not None:
+            raise failure
+    finally:
+        watcher.cancel()
+        watcher.navigationPromise().cancel()
+        helper.removeEventListeners([listener])
+    request = requests.get(frame._navigationURL)
+    return request.response if request is not None else None
+
+
+# -- pyppeteer takes any script containing "=>" for a function, so `[1, 2].map(x => x + 1)` fails ---------
+
+
+async def evaluate_script(page: Page, script: str) -> Any:
+    """Evaluate a function ("() => ...", "async function ...") or an expression; the JSON result."""
+    return await page.evaluate(script, force_expr=not _FUNCTION.match(script))
+
+
+# -- pitfall 1: Network.setRequestInterception is gone from Chromium; the Fetch domain replaces it ---------
+
+
+async def intercept_requests(page: Page, decide: Callable[[dict[str, Any]], Awaitable[str | None]]) -> None:
+    """Pause every request of `page` (redirect hops and subresources too) until `decide` answers.
+
+    `decide(event)` returns None to let the request go, or a Fetch errorReason such as "BlockedByClient".
+    """
+    client = page._client
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_paused(event: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(_settle(client, event, decide))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    client.on("Fetch.requestPaused", on_paused)
+    await client.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
+
+
+async def _settle(client: Any, event: dict[str, Any], decide: Callable[..., Awaitable[str | None]]) -> None:
+    try:
+        reason = await decide(event)
+    except Exception:
+        reason = "Failed"  # fail closed: an unexpected error must not let a request through unchecked
+    try:
+        if reason:
+            await client.send("Fetch.failRequest", {"requestId": event["requestId"], "errorReason": reason})
+        else:
+            await client.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+    except Exception:
+        pass  # the page closed meanwhile: nothing is left to release

@@ -1,0 +1,54 @@
+"""RenderRequest and RenderResult: what one render asks of the browser, and what it hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
+#: the `block` names a render accepts, and the Fetch resourceType each one aborts
+BLOCKABLE = {"images": "Image", "fonts": "Font", "media": "Media", "stylesheets": "Stylesheet"}
+
+
+@dataclass
+class RenderRequest:
+    url: str
+    wait_until: str = "load"
+    wait_for: str | None = None
+    wait_ms: int = 0
+    block: frozenset[str] = frozenset()
+    headers: dict[str, str] = field(default_factory=dict)
+    #: [{name, value, domain?, path?}], set before navigation; without a domain they belong to `url`
+    cookies: list[dict[str, Any]] = field(default_factory=list)
+    user_agent: str | None = None
+    viewport: tuple[int, int] | None = None
+    screenshot: bool = False
+    full_page: bool = False
+    pdf: bool = False
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    #: the whole render: waiting for a page, launching, navigating, actions, captures
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.wait_until not in WAIT_UNTIL:
+            raise ValueError(f"wait_until must be one of {', '.join(WAIT_UNTIL)}, not {self.wait_until!r}")
+        unknown = sorted(set(self.block) - set(BLOCKABLE))
+        if unknown:
+            raise ValueError(f"cannot block {unknown[0]!r} (blockable: {', '.join(BLOCKABLE)})")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+
+@dataclass
+class RenderResult:
+    html: str
+    final_url: str
+    status_code: int
+    headers: dict[str, str]
+    content_type: str
+    screenshot: bytes | None = None
+    pdf: bytes | None = None
+    #: one outcome per action: {index, type, ok: True, result? | screenshot?}
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    action_screenshots: list[bytes] = field(default_factory=list)
+    elapsed_ms: float = 0.0
