@@ -172,9 +172,22 @@ export class JobDetail {
       rows.push(step("Last update", job.updated_at, (job.progress && job.progress.message) || job.status, "muted"));
     }
     if (job.expires_at) rows.push(step("Expires", job.expires_at, "deleted with its result and files", "muted"));
+    if (Array.isArray(job.attempts_detail)) this.lastAttempts = job.attempts_detail;
+    const attempts = this.lastAttempts || [];
     const earlier =
-      job.attempts > 1
-        ? h("p", { class: "muted small" }, `${job.attempts - 1} earlier attempt(s); the API reports only the latest error.`)
+      attempts.length > 1
+        ? h(
+            "ol",
+            { class: "timeline attempts" },
+            attempts.map((a) =>
+              step(
+                `Attempt ${a.attempt}: ${a.outcome || "running"}`,
+                a.started_at,
+                a.error ? h("span", {}, h("code", {}, a.error.code), " ", a.error.message || "") : a.ended_at ? `ran ${duration(parseTime(a.ended_at) - parseTime(a.started_at))}` : "",
+                a.outcome === "completed" ? "ok" : a.error ? "bad" : "muted",
+              ),
+            ),
+          )
         : null;
     fill(this.timeline, h("h3", {}, "Timeline"), h("ol", { class: "timeline" }, rows), earlier);
   }
