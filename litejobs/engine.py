@@ -30,7 +30,7 @@ from litejobs.fields import Fields
 from litejobs.jobs import Job, JobResult, JobSpec, JobState
 from litejobs.kinds import KindRegistry
 from litejobs.store import Store, Submitted
-from litejobs.worker import Resources, WorkerPool
+from litejobs.worker import Resources, ResourceView, WorkerPool
 
 MAX_META_BYTES = 16 * 1024
 ASYNC_HINT = "submit it with POST /v1/scrape/async and poll GET /v1/jobs/{id}"
@@ -45,7 +45,7 @@ def request_hash(body: Any) -> str:
 
 
 @dataclass
-class SyncContext:
+class SyncContext(ResourceView):
     """A KindContext for an inline scrape: no job row; files come back as data: URLs."""
 
     resources: Resources
@@ -53,22 +53,6 @@ class SyncContext:
     attempt: int = 1
     progress: list[dict[str, Any]] = field(default_factory=list)
     pages: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def config(self) -> Config:
-        return self.resources.config
-
-    @property
-    def fetcher(self) -> Any:
-        return self.resources.fetcher
-
-    @property
-    def browser(self) -> Any:
-        return self.resources.browser
-
-    @property
-    def host_gate(self) -> Any:
-        return self.resources.host_gate
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         self.pages.extend(pages)

@@ -46,17 +46,10 @@ class Resources:
     host_gate: Any = None
 
 
-@dataclass
-class JobContext:
-    """The KindContext a running job sees."""
+class ResourceView:
+    """What every KindContext shares: the server's resources, by name."""
 
-    job_id: str
-    attempt: int
     resources: Resources
-    _store: Store
-    _feed: ChangeFeed
-    _clock: Callable[[], int]
-    files_saved: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def config(self) -> Config:
@@ -73,6 +66,19 @@ class JobContext:
     @property
     def host_gate(self) -> Any:
         return self.resources.host_gate
+
+
+@dataclass
+class JobContext(ResourceView):
+    """The KindContext a running job sees."""
+
+    job_id: str
+    attempt: int
+    resources: Resources
+    _store: Store
+    _feed: ChangeFeed
+    _clock: Callable[[], int]
+    files_saved: list[dict[str, Any]] = field(default_factory=list)
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         await self._store.add_pages(self.job_id, pages)

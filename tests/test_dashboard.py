@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from litejobs.browser import find_chromium
+from litejobs.browser import LOOPBACK_ONLY_RULES, find_chromium
+from litejobs.chromium import chromium_args
 from tests.support import ROOT, ServerThread, TargetSite, make_config
 
 CHROMIUM = find_chromium()
@@ -28,18 +30,8 @@ pytestmark = [
 
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 KEY = "dashboard-test-key-0123"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-component-update",
-    "--disable-domain-reliability",
-    "--no-default-browser-check",
-    "--no-pings",
-    "--disable-field-trial-config",
-    # the dashboard needs nothing but the server on 127.0.0.1: resolve nothing else
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
+# the dashboard needs nothing but the server on 127.0.0.1: resolve nothing else
+CHROMIUM_ARGS = chromium_args(LOOPBACK_ONLY_RULES, as_root=os.geteuid() == 0)
 
 ARTICLE = """<!doctype html><html lang="en"><head><title>Dashboard test page</title>
 <meta name="description" content="A page for the dashboard test">
