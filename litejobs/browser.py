@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -128,8 +129,11 @@ class BrowserPool:
             **self._stats,
         }
 
-    async def render(self, request: RenderRequest) -> RenderResult:
-        """Load request.url in a fresh incognito page, run the actions, capture what was asked for."""
+    async def render(
+        self, request: RenderRequest, *, waiting: contextlib.AbstractAsyncContextManager[Any] | None = None
+    ) -> RenderResult:
+        """Load request.url in a fresh incognito page, run the actions, capture what was asked for.
+        `waiting` is entered while the render waits for a free page (the worker lends out its slot)."""
         if self._executable is None:
             where = self._config.executable or "PATH (chromium, chromium-browser, google-chrome)"
             raise BrowserUnavailable(f"{BrowserUnavailable.__doc__} Looked in: {where}.")
@@ -139,8 +143,13 @@ class BrowserPool:
             raise BlockedAddress(f"only http and https URLs can be rendered, not {request.url[:100]!r}")
         started = time.monotonic()
         try:
-            async with asyncio.timeout(request.timeout_s), self._slots:
-                result = await self._render_leased(request)
+            async with asyncio.timeout(request.timeout_s):
+                async with waiting or contextlib.nullcontext():
+                    await self._slots.acquire()
+                try:
+                    result = await self._render_leased(request)
+                finally:
+                    self._slots.release()
         except TimeoutError:
             raise RenderTimeout(f"render exceeded timeout_s={request.timeout_s:g}") from None
         result.elapsed_ms = (time.monotonic() - started) * 1000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -53,6 +54,9 @@ class SyncContext(ResourceView):
     attempt: int = 1
     progress: list[dict[str, Any]] = field(default_factory=list)
     pages: list[dict[str, Any]] = field(default_factory=list)
+
+    def parked(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # an inline run holds no worker slot
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         self.pages.extend(pages)

@@ -9,7 +9,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,19 @@ class JobContext(ResourceView):
     _feed: ChangeFeed
     _clock: Callable[[], int]
     files_saved: list[dict[str, Any]] = field(default_factory=list)
+    #: the pool's hook for lending this job's slot while it waits (see parked)
+    _park: Callable[[str, bool], None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def parked(self) -> AsyncIterator[None]:
+        if self._park is None:
+            yield
+            return
+        self._park(self.job_id, True)
+        try:
+            yield
+        finally:
+            self._park(self.job_id, False)
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         await self._store.add_pages(self.job_id, pages)
@@ -140,6 +153,9 @@ class WorkerPool:
         self.concurrency = queue.concurrency
         self.lease_ms = int(queue.lease_s * 1000)
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: running jobs that wait for a shared resource: their slots are lent out (at most
+        #: `concurrency` of them, so parked jobs never pile up past twice the pool)
+        self._parked: set[str] = set()
         #: the job recovered from a dead worker that runs here alone, if any: nothing is claimed beside it
         self._isolated: str | None = None
         #: runs of kinds that ignored their cancellation; kept so that they are not garbage-collected mid-run
@@ -204,7 +220,7 @@ class WorkerPool:
     async def _dispatch_forever(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self.concurrency - len(self._running)
+            free = self.concurrency - len(self._running) + min(len(self._parked), self.concurrency)
             if free > 0 and self._isolated is None:
                 try:
                     jobs = await self.store.claim(
@@ -237,14 +253,24 @@ class WorkerPool:
         self._running[job.id] = task
         task.add_done_callback(lambda _: self._finished(job.id))
 
+    def _set_parked(self, job_id: str, parked: bool) -> None:
+        if parked:
+            self._parked.add(job_id)
+        else:
+            self._parked.discard(job_id)
+        self._wake.set()  # a slot was lent out (claim more) or taken back
+
     def _finished(self, job_id: str) -> None:
         self._running.pop(job_id, None)
+        self._parked.discard(job_id)
         if self._isolated == job_id:
             self._isolated = None
         self._wake.set()
 
     async def _run(self, job: Job) -> None:
-        context = JobContext(job.id, job.attempts, self.resources, self.store, self.feed, self.clock)
+        context = JobContext(
+            job.id, job.attempts, self.resources, self.store, self.feed, self.clock, _park=self._set_parked
+        )
         try:
             kind = self.kinds.get(job.kind)
             params = kind.parse(job.input)

@@ -188,3 +188,22 @@ def test_no_chromium_outlives_the_server(tmp_path: Path, site: TargetSite) -> No
             break
         time.sleep(0.05)
     assert chromium_processes_of(os.getpid()) == []
+
+
+def test_render_jobs_waiting_for_a_page_do_not_hold_worker_slots(tmp_path: Path, site: TargetSite) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)
+        return web.Response(text="<h1>slow</h1>", content_type="text/html")
+
+    config = make_config(tmp_path, queue={"concurrency": 2}, browser={"max_pages": 1})
+    with ServerThread(config) as server:
+        renders = [server.http.submit({"url": site.add("/slow", slow)}, kind="render") for _ in range(3)]
+        time.sleep(0.5)  # the renders hold both slots: one renders, one waits for the page
+        fetch = server.http.submit({"url": site.add_html("/quick", "<p>quick</p>")})
+        assert server.http.wait(fetch["job_id"], 30)["status"] == "completed"
+        statuses = [server.http.get(f"/v1/jobs/{r['job_id']}").json["status"] for r in renders]
+        assert "completed" not in statuses[1:] and statuses.count("completed") <= 1
+        for render in renders:
+            assert server.http.wait(render["job_id"], 60)["status"] == "completed"
+        assert server.app is not None and server.app.browser is not None
+        assert server.app.browser.state()["pages_open_peak"] == 1

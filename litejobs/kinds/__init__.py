@@ -7,6 +7,7 @@ submit, never a failed job); `run(params, ctx) -> JobResult` raises JobError sub
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +31,10 @@ class KindContext(Protocol):
 
     #: per-host politeness shared by all jobs (litejobs.politeness.HostGate), or None
     host_gate: Any
+
+    def parked(self) -> AbstractAsyncContextManager[None]:
+        """Enter while waiting for a shared resource (a browser page): the job's worker slot is
+        lent to other jobs meanwhile, so render jobs queueing for pages do not starve the rest."""
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         """Store result pages of a multi-page job as they finish (read back page by page)."""

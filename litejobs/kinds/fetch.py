@@ -183,7 +183,7 @@ async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None
         actions=[dict(a) for a in params.actions],
         timeout_s=timeout_s or ctx.config.limits.default_timeout_s,
     )
-    result = await ctx.browser.render(request)
+    result = await ctx.browser.render(request, waiting=ctx.parked())
     if result.status_code >= 500 or result.status_code == 429:
         raise UpstreamStatus(result.status_code)
     loaded: dict[str, Any] = {
