@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-fast check lint bench chromium install
+.PHONY: serve test test-fast check lint bench chromium postgresql install
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,postgres]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -22,12 +22,18 @@ chromium:
 	  command -v google-chrome >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
+# Debian's PostgreSQL server binaries, for the PostgreSQL store's tests (each run starts a throwaway
+# server from them in a temp folder, on a loopback port; nothing is installed as a service).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null)
+
 # Start the server on its embedded defaults: 127.0.0.1:8000, ./litejobs.db
 serve: $(STAMP) chromium
 	$(VENV)/bin/litejobs serve
 
 # The whole suite, slow tests included (that is what CI runs).
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgresql
 	$(VENV)/bin/pytest
 
 test-fast: $(STAMP)

@@ -34,7 +34,7 @@ from litejobs.metrics import Metrics
 from litejobs.netpolicy import NetworkPolicy
 from litejobs.plugins import plugin_kinds
 from litejobs.politeness import HostGate
-from litejobs.store.sqlite import SqliteStore
+from litejobs.store import open_store
 from litejobs.sweeper import Sweeper
 from litejobs.webhooks import Deliverer, WebhookSender
 from litejobs.worker import Resources, WorkerPool, new_worker_id
@@ -69,7 +69,7 @@ class App:
         for kind in plugin_kinds(config.kinds, reserved=self.kinds.names()):
             self.kinds.add(kind)
         self.files = FileArea(config.files_dir)
-        self.store = SqliteStore(config.store.path, max_db_mb=config.store.max_db_mb)
+        self.store = open_store(config.store)
         self.fetcher = Fetcher(config.fetch, self.policy)
         self.browser = _browser_pool(config, self.policy)
         gate = HostGate(config.crawl.per_host_concurrency, config.crawl.per_host_delay_ms)
@@ -79,6 +79,11 @@ class App:
             self.workers = WorkerPool(
                 self.store, self.kinds, self.resources, self.feed, clock=clock, worker_id=self.worker_id
             )
+            # a store shared by several nodes says when another node made work claimable (PostgreSQL:
+            # LISTEN/NOTIFY); the workers' idle poll remains the fallback
+            on_work = getattr(self.store, "on_work_available", None)
+            if on_work is not None:
+                on_work(self.workers.notify)
         self.sweeper = Sweeper(
             self.store,
             self.files,

@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help="SQLite file (store.path)")
     serve.add_argument("--log-format", choices=["text", "json"])
 
+    migrate = sub.add_parser("migrate", help="copy a SQLite database into an empty PostgreSQL one")
+    migrate.add_argument("--from", dest="source", required=True, metavar="SQLITE_PATH")
+    migrate.add_argument("--to", dest="target", required=True, metavar="POSTGRESQL_URL")
+
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         default_url = os.environ.get("LITEJOBS_URL", "http://127.0.0.1:8000")
@@ -95,6 +99,23 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # found while building the app: a plugin that cannot be loaded, say
         print(f"litejobs: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    if not args.target.startswith(("postgresql://", "postgres://")):
+        print("litejobs: --to must be a postgresql:// URL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        from litejobs.store.transfer import copy_sqlite_to_postgres
+
+        copied = asyncio.run(copy_sqlite_to_postgres(args.source, args.target))
+    except Exception as exc:  # nothing was committed: the copy is one transaction
+        print(f"litejobs: migrate failed, nothing was copied: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for table, rows in copied.items():
+        print(f"{table}: {rows} rows")
+    print("copied; now set [store] url to that PostgreSQL URL (and a shared files_dir) and start the nodes")
     return EXIT_OK
 
 
@@ -261,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
         return _serve(args)
+    if args.command == "migrate":
+        return _migrate(args)
     from litejobs.client import ServerUnreachable
 
     try:

@@ -34,6 +34,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "litejobs.db"
+    #: a PostgreSQL database ("postgresql://user:pass@host:5432/db") shared by several nodes; empty: SQLite at `path`
+    url: str = ""
     #: terminal jobs (and their files) are deleted this long after they end
     retention_s: float = 86400.0
     sweep_interval_s: float = 60.0

@@ -9,6 +9,9 @@ import pytest
 
 from tests.support import FakeClock, ServerThread, TargetSite, make_config
 
+#: the throwaway PostgreSQL (postgres_server, pg_url)
+pytest_plugins = ["tests.pg"]
+
 
 @pytest.fixture
 def site() -> Iterator[TargetSite]:

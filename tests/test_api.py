@@ -1,10 +1,12 @@
-"""The native API over HTTP against the real server: every endpoint and every error code."""
+"""The native API over HTTP against the real server: every endpoint and every error code, on each store."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from tests.support import FakeClock, Http, ServerThread, TargetSite, make_config
@@ -13,6 +15,13 @@ PAGE = """<html lang="en"><head><title>Shop</title><meta name="description" cont
 <link rel="canonical" href="/shop"><meta property="og:title" content="The Shop"></head>
 <body><h1>Welcome</h1><p>Hello <a href="/a#top">A</a> and <a href="https://example.org/b">B</a></p>
 <script>var hidden = 1;</script></body></html>"""
+
+
+@pytest.fixture
+def server(tmp_path: Path, clock: FakeClock, store_url: str) -> Iterator[ServerThread]:
+    """The real server on SQLite, then on PostgreSQL (store_url is parametrized over both)."""
+    with ServerThread(make_config(tmp_path, store={"url": store_url}), clock=clock) as running:
+        yield running
 
 
 def error_of(resp) -> dict:  # type: ignore[no-untyped-def]
@@ -244,14 +253,14 @@ def test_stats_count_jobs_by_status(server: ServerThread, site: TargetSite) -> N
     assert "state" in stats["browser"]
 
 
-def test_sync_scrape_answers_inline_or_504(tmp_path: Path, site: TargetSite) -> None:
+def test_sync_scrape_answers_inline_or_504(tmp_path: Path, store_url: str, site: TargetSite) -> None:
     import asyncio
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(5)
         return web.Response(text="late")
 
-    with ServerThread(make_config(tmp_path, limits={"sync_timeout_s": 0.5})) as server:
+    with ServerThread(make_config(tmp_path, store={"url": store_url}, limits={"sync_timeout_s": 0.5})) as server:
         ok = server.http.post("/v1/scrape", {"url": site.add_html("/p", "<h1>Now</h1>"), "output": ["markdown"]})
         assert ok.status == 200 and ok.json["outputs"]["markdown"].strip() == "# Now"
         late = server.http.post("/v1/scrape", {"url": site.add("/slow", slow)})
@@ -315,8 +324,8 @@ def test_validation_names_every_bad_field(server: ServerThread) -> None:
     assert outputs.status == 422 and "poem" in error_of(outputs)["details"][0]["problem"]
 
 
-def test_keys_guard_every_route_but_healthz(tmp_path: Path, site: TargetSite) -> None:
-    config = make_config(tmp_path, auth={"keys": ["alice-key", "bob-key"]})
+def test_keys_guard_every_route_but_healthz(tmp_path: Path, store_url: str, site: TargetSite) -> None:
+    config = make_config(tmp_path, store={"url": store_url}, auth={"keys": ["alice-key", "bob-key"]})
     with ServerThread(config) as server:
         anonymous = Http(server.base_url)
         alice, bob = Http(server.base_url, "alice-key"), Http(server.base_url, "bob-key")
@@ -335,8 +344,8 @@ def test_keys_guard_every_route_but_healthz(tmp_path: Path, site: TargetSite) ->
         assert [j["job_id"] for j in alice.get("/v1/jobs").json["jobs"]] == [job["job_id"]]
 
 
-def test_a_disabled_queue_answers_503_and_points_to_sync(tmp_path: Path, site: TargetSite) -> None:
-    with ServerThread(make_config(tmp_path, queue={"enabled": False})) as server:
+def test_a_disabled_queue_answers_503_and_points_to_sync(tmp_path: Path, store_url: str, site: TargetSite) -> None:
+    with ServerThread(make_config(tmp_path, store={"url": store_url}, queue={"enabled": False})) as server:
         for path, body in (
             ("/v1/jobs", {"input": {"url": site.url("/p")}}),
             ("/v1/scrape/async", {"url": site.url("/p")}),
@@ -354,8 +363,8 @@ def test_a_disabled_queue_answers_503_and_points_to_sync(tmp_path: Path, site: T
         assert server.http.get("/readyz").status == 200
 
 
-def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, site: TargetSite) -> None:
-    with ServerThread(make_config(tmp_path, queue={"max_depth": 2})) as server:
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, store_url: str, site: TargetSite) -> None:
+    with ServerThread(make_config(tmp_path, store={"url": store_url}, queue={"max_depth": 2})) as server:
         for _ in range(2):
             server.http.submit({"url": site.url("/p")}, delay_s=60)
         full = server.http.post("/v1/jobs", {"input": {"url": site.url("/p")}})
@@ -363,8 +372,8 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, site: TargetS
         assert int(full.headers["retry-after"]) >= 1
 
 
-def test_rate_limit_per_key(tmp_path: Path) -> None:
-    config = make_config(tmp_path, auth={"keys": ["k"], "rate_per_s": 2})
+def test_rate_limit_per_key(tmp_path: Path, store_url: str) -> None:
+    config = make_config(tmp_path, store={"url": store_url}, auth={"keys": ["k"], "rate_per_s": 2})
     with ServerThread(config) as server:
         statuses = [server.http.get("/v1/jobs").status for _ in range(5)]
         assert statuses[:2] == [200, 200] and 429 in statuses

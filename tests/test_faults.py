@@ -22,6 +22,8 @@ import pytest
 from aiohttp import web
 
 from litejobs.errors import StorageFull
+from litejobs.jobs import JobSpec
+from litejobs.store.sqlite import SqliteStore
 from litejobs.store.writer import GroupWriter
 from tests.support import FakeClock, LoopThread, ServerProcess, ServerThread, TargetSite, make_config
 
@@ -287,6 +289,24 @@ def test_in_a_batch_the_op_that_finds_the_database_full_fails_alone_and_a_failed
             await conn.close()
 
     asyncio.run(main())
+
+
+def test_a_job_is_readable_as_soon_as_its_submit_returns_while_many_requests_overlap(tmp_path: Path) -> None:
+    async def main() -> list[str]:
+        unseen: list[str] = []
+        async with SqliteStore(tmp_path / "ryw.db") as store:
+
+            async def lane() -> None:
+                for _ in range(40):
+                    spec = JobSpec(kind="fetch", input={"url": "http://127.0.0.1:9/"}, owner="o", delay_s=3600)
+                    [submitted] = await store.submit([spec], time.time_ns() // 1_000_000, 10**6)
+                    if await store.get(submitted.job.id) is None:
+                        unseen.append(submitted.job.id)
+
+            await asyncio.gather(*(lane() for _ in range(32)))
+        return unseen
+
+    assert asyncio.run(main()) == []
 
 
 # --- SIGKILL in a burst of submits --------------------------------------------------------------------

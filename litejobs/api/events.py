@@ -33,7 +33,8 @@ def sse(job: Job, event: str) -> str:
 
 def _last_event_id(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    return int(raw) if raw and raw.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true, int() refuses it), and few enough for SQLite's int64
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 def _stream(body: AsyncIterator[str]) -> Response:

@@ -121,7 +121,13 @@ def _list_filters(request: Request) -> tuple[str | None, str | None, int, int | 
     cursor_raw = params.get("cursor") or None
     cursor = None
     if cursor_raw is not None:
-        if cursor_raw.startswith("c") and cursor_raw[1:].isdigit():
+        # ASCII digits only ("²".isdigit() is true, int() refuses it), and few enough for SQLite's int64
+        if (
+            cursor_raw.startswith("c")
+            and cursor_raw[1:].isascii()
+            and cursor_raw[1:].isdigit()
+            and len(cursor_raw) <= 19
+        ):
             cursor = int(cursor_raw[1:])
         else:
             problems.append({"field": "cursor", "problem": "is not a cursor this server gave out"})

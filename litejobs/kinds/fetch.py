@@ -116,8 +116,11 @@ def _cookies(f: Fields) -> list[dict[str, Any]]:
 def _viewport(f: Fields, raw: dict[str, Any] | None) -> tuple[int, int] | None:
     if raw is None:
         return None
-    width, height = raw.get("width"), raw.get("height")
-    if not all(isinstance(v, int) and 100 <= v <= 10_000 for v in (width, height)):
+    # 1280.0 is an integer to JSON (and to Fields.int); true is not
+    width, height = (
+        int(v) if isinstance(v, float) and v.is_integer() else v for v in (raw.get("width"), raw.get("height"))
+    )
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 10_000 for v in (width, height)):
         f.problem("viewport", "must be {width, height} with integers from 100 to 10000")
         return None
     return (width, height)  # type: ignore[return-value]

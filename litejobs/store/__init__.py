@@ -1,15 +1,18 @@
 """The store: the one narrow interface through which everything reads and writes jobs.
 
-`Store` is what the rest of litejobs may call; `SqliteStore` is the embedded implementation. A
-PostgreSQL store is one more module implementing the same protocol.
+`Store` is what the rest of litejobs may call; `SqliteStore` is the embedded implementation,
+`PostgresStore` the one several nodes share. `open_store` picks one from the config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState
+
+if TYPE_CHECKING:
+    from litejobs.config import StoreConfig
 
 
 @dataclass
@@ -166,3 +169,19 @@ class Store(Protocol):
 
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries by state."""
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The store the config names: PostgreSQL when `url` is set, else the SQLite file at `path`."""
+    # imported here: each implementation imports this module's dataclasses
+    if config.url:
+        if not config.url.startswith(("postgresql://", "postgres://")):
+            from litejobs.errors import ConfigError
+
+            raise ConfigError(f"store.url must be a postgresql:// URL, not {config.url.split(':', 1)[0]}://")
+        from litejobs.store.postgres import PostgresStore
+
+        return PostgresStore(config.url)
+    from litejobs.store.sqlite import SqliteStore
+
+    return SqliteStore(config.path, max_db_mb=config.max_db_mb)

@@ -15,7 +15,7 @@ from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState, new_job_id
 from litejobs.store import Recovered, StoredFile, Submitted
 from litejobs.store.schema import MIGRATIONS
 from litejobs.store.sqlite_webhooks import WebhookDeliveries
-from litejobs.store.writer import GroupWriter, _is_disk_full as is_disk_full
+from litejobs.store.writer import GroupWriter, is_disk_full
 
 _JOB_COLUMNS = (
     "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
@@ -61,6 +61,14 @@ def _job(row: sqlite3.Row) -> Job:
     job.seq = row["seq"]  # type: ignore[attr-defined]
     job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
     return job
+
+
+def _read_rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _fetch_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
@@ -133,7 +141,7 @@ class SqliteStore(WebhookDeliveries):
             if is_disk_full(exc):
                 raise StorageFull(self._full_message()) from exc
             raise
-        self._writer = GroupWriter(self._write_conn)
+        self._writer = GroupWriter(self._write_conn, full_message=self._full_message())
         self._writer.start()
         return self
 
@@ -197,8 +205,11 @@ class SqliteStore(WebhookDeliveries):
 
     async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         assert self._read_conn is not None, "store is not open"
-        async with self._read_conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One hop that steps the statement to its end and resets it. As execute, fetchall and close
+        # hops, reads of concurrent requests interleave, some statement of the connection is always
+        # open, and its read transaction (its WAL snapshot) never ends: a job committed before its
+        # 202 could answer 404 to the GET that follows.
+        return await self._read_conn._execute(_read_rows, self._read_conn._conn, sql, params)  # type: ignore[no-any-return]
 
     # --- submit and read ---------------------------------------------------------------------
 

@@ -25,49 +25,91 @@ MAX_BATCH = 512
 BUSY_RETRIES = 50
 
 
-def _is_disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the disk, or the file's max_page_count (store.max_db_mb), has no room left."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
     text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and ("disk is full" in text or "disk i/o" in text)
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text or "disk i/o" in text
 
 
-def _run_batch(conn: sqlite3.Connection, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
-    """In the database thread: run every op in one IMMEDIATE transaction, each in a savepoint so
-    that one op's failure (a constraint, a guard) does not undo the others."""
+class _TransactionLost(Exception):
+    """An op hit SQLITE_FULL and SQLite rolled the whole transaction back, savepoints and all."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.index = index
+
+
+def _begin(conn: sqlite3.Connection) -> None:
     for attempt in range(BUSY_RETRIES):
         try:
             conn.execute("BEGIN IMMEDIATE")
-            break
+            return
         except sqlite3.OperationalError as exc:
             # another process holds the write lock past busy_timeout: wait and try again
             if "locked" not in str(exc) or attempt == BUSY_RETRIES - 1:
                 raise
             time.sleep(0.05)
+
+
+def _run_together(conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None) -> list[tuple[bool, Any]]:
+    """Every op in one IMMEDIATE transaction, each in a savepoint so that one op's failure (a
+    constraint, a guard) does not undo the others."""
+    _begin(conn)
     outcomes: list[tuple[bool, Any]] = []
     try:
-        for op in ops:
+        for index, op in enumerate(ops):
             conn.execute("SAVEPOINT op")
             try:
                 outcomes.append((True, op(conn)))
                 conn.execute("RELEASE op")
             except Exception as exc:
+                if not conn.in_transaction:
+                    # SQLite ended the transaction itself (it may on SQLITE_FULL, IOERR, NOMEM): the
+                    # savepoint is gone and so is every earlier op's work
+                    if is_disk_full(exc):
+                        raise _TransactionLost(index, exc) from exc
+                    raise
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
-                if _is_disk_full(exc):
-                    raise
-                outcomes.append((False, exc))
+                outcomes.append((False, StorageFull(full_message) if is_disk_full(exc) else exc))
         conn.execute("COMMIT")
     except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _run_batch(conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None) -> list[tuple[bool, Any]]:
+    """In the database thread: the ops' outcomes, committed together. When one op finds the
+    database full and SQLite undoes the whole transaction, that op gets StorageFull and the others run
+    again one transaction each, so that those that fit (a finish, a cancel, a sweep that frees
+    space) are neither lost nor refused along with it. An error of COMMIT itself fails them all."""
+    try:
+        return _run_together(conn, ops, full_message)
+    except _TransactionLost as lost:
+        outcomes: list[tuple[bool, Any]] = []
+        for index, op in enumerate(ops):
+            if index == lost.index:
+                outcomes.append((False, StorageFull(full_message)))
+                continue
+            try:
+                outcomes.extend(_run_together(conn, [op], full_message))
+            except _TransactionLost:
+                outcomes.append((False, StorageFull(full_message)))
+        return outcomes
 
 
 class GroupWriter:
     """Queue a write with `await writer.run(op)`; it returns op's value once committed."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, full_message: str | None = None) -> None:
         self._conn = conn
+        #: what a write refused for lack of space says (StorageFull, 507)
+        self.full_message = full_message
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -105,9 +147,10 @@ class GroupWriter:
         try:
             # aiosqlite has no public "run this function in your thread"; _execute is that, and
             # it is what lets one hop carry a whole batch.
-            outcomes = await self._conn._execute(_run_batch, self._conn._conn, ops)
+            outcomes = await self._conn._execute(_run_batch, self._conn._conn, ops, self.full_message)
         except Exception as exc:
-            error: BaseException = StorageFull() if _is_disk_full(exc) else exc
+            # every future fails: none of the batch was committed
+            error: BaseException = StorageFull(self.full_message) if is_disk_full(exc) else exc
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

@@ -122,7 +122,7 @@ async def pages_of(request: Request, job: Job, default_limit: int = 100) -> dict
 
 def _int_param(request: Request, name: str, default: int, high: int) -> int:
     raw = request.query_params.get(name, "")
-    return min(int(raw), high) if raw.isdigit() else default
+    return min(int(raw), high) if raw.isascii() and raw.isdigit() else default  # "²".isdigit() is true
 
 
 async def run_inline(request: Request, kind_name: str, raw_input: Any, hint: str) -> tuple[JobResult, list[Any]]:

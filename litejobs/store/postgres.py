@@ -1,0 +1,435 @@
+"""PostgresStore: the store for several litejobs nodes sharing one PostgreSQL database (asyncpg).
+
+Same contract as SqliteStore: every state change is decided by one statement guarded by the job's
+current state. What changes with many nodes: claims take rows `FOR UPDATE SKIP LOCKED`, so nodes
+never wait on each other's claims; a node that makes work claimable raises NOTIFY, and every node's
+listener wakes its workers; the schema is migrated, and the expiry sweep run, by one node at a time
+under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull
+from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
+from litejobs.store import Recovered, Submitted
+from litejobs.store.postgres_records import JOB_COLUMNS, Records, dumps, job_of
+from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS, SWEEP_LOCK, WORK_CHANNEL
+from litejobs.store.postgres_webhooks import WebhookDeliveries
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - the optional extra
+    asyncpg = None
+
+log = logging.getLogger("litejobs.store")
+
+#: connections per node: the workers' claims and outcomes, heartbeats, the API's reads
+POOL_SIZE = 16
+
+# One statement: lock up to $1 waiting jobs in claim order, skipping rows another node is claiming;
+# cut the list at the first job recovered from a dead worker (it runs alone, and only for an idle
+# caller, $5), lease what remains and open each job's attempt.
+_CLAIM = f"""
+WITH candidates AS (
+    SELECT seq, recoveries, priority, run_at FROM jobs WHERE status = 'waiting'
+    ORDER BY priority DESC, run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED
+), ranked AS (
+    SELECT seq, recoveries, row_number() OVER (ORDER BY priority DESC, run_at, seq) AS rank FROM candidates
+), cut AS (
+    SELECT min(rank) AS rank FROM ranked WHERE recoveries > 0
+), chosen AS (
+    SELECT ranked.seq FROM ranked, cut
+    WHERE cut.rank IS NULL OR ranked.rank < cut.rank OR (cut.rank = 1 AND ranked.rank = 1 AND $5)
+), claimed AS (
+    UPDATE jobs SET status = 'active', attempts = attempts + 1, lease_until = $2, lease_owner = $3,
+        started_at = COALESCE(started_at, $4), updated_at = $4, progress = NULL
+    FROM chosen WHERE jobs.seq = chosen.seq AND jobs.status = 'waiting'
+    RETURNING {", ".join("jobs." + c.strip() for c in JOB_COLUMNS.split(","))}
+), opened AS (
+    INSERT INTO attempts (job_id, number, started_at) SELECT id, attempts, $4 FROM claimed
+    ON CONFLICT (job_id, number) DO UPDATE
+        SET started_at = EXCLUDED.started_at, ended_at = NULL, outcome = NULL, error = NULL
+)
+SELECT * FROM claimed ORDER BY priority DESC, run_at, seq
+"""
+
+
+def _guarded_status(target: JobState) -> str:
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
+
+
+async def _end_attempt(conn: Any, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
+    await conn.execute(
+        "UPDATE attempts SET ended_at = $1, outcome = $2, error = $3 WHERE job_id = $4 AND ended_at IS NULL",
+        now_ms,
+        outcome,
+        None if error is None else dumps(error),
+        job_id,
+    )
+
+
+async def _notify_work(conn: Any) -> None:
+    # sent at commit, and only then: a listener never wakes for a job it cannot see yet
+    await conn.execute(f"NOTIFY {WORK_CHANNEL}")
+
+
+async def migrate(conn: Any) -> int:
+    """Bring the database to the latest schema; one node at a time (the others wait, then find
+    nothing to do). Returns the version it is at."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS litejobs_schema (version INTEGER NOT NULL)")
+        version = await conn.fetchval("SELECT version FROM litejobs_schema")
+        if version is None:
+            version = 0
+            await conn.execute("INSERT INTO litejobs_schema (version) VALUES (0)")
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await conn.execute(script)
+            await conn.execute("UPDATE litejobs_schema SET version = $1", number)
+        return len(MIGRATIONS)
+
+
+class PostgresStore(Records, WebhookDeliveries):
+    """A connection pool for statements, and one more connection that LISTENs for new work."""
+
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+        if asyncpg is None:
+            raise RuntimeError("store.url names PostgreSQL, which needs asyncpg: pip install 'litejobs[postgres]'")
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: Any = None
+        self._listener: Any = None
+        self._wake_callbacks: list[Callable[[], None]] = []
+        #: (queue depth when last counted, monotonic time of that count, jobs submitted since)
+        self._depth_seen: tuple[int, float, int] = (0, -1e9, 0)
+
+    async def __aenter__(self) -> PostgresStore:
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+        try:
+            async with self._pool.acquire() as conn:
+                await migrate(conn)
+            self._listener = await asyncpg.connect(self.url)
+            await self._listener.add_listener(WORK_CHANNEL, self._on_notify)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.close(), 5)
+            self._listener = None
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), 10)
+            self._pool = None
+
+    def on_work_available(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever any node makes a job claimable (LISTEN/NOTIFY). A lost listener
+        connection only costs latency: the workers' idle poll still finds the work."""
+        self._wake_callbacks.append(callback)
+
+    def _on_notify(self, *_: object) -> None:
+        for callback in self._wake_callbacks:
+            callback()
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        assert self._pool is not None, "store is not open"
+        return list(await self._pool.fetch(sql, *args))
+
+    # --- submit and read ---------------------------------------------------------------------
+
+    async def submit(self, specs: list[JobSpec], now_ms: int, max_depth: int) -> list[Submitted]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            out: list[Submitted] = []
+            fresh = 0
+            for spec in specs:
+                job = await self._insert(conn, spec, now_ms)
+                if job is None:  # the key is taken: by an equal request (replay) or not (conflict)
+                    out.append(Submitted(await self._replay(conn, spec), True))
+                    continue
+                fresh += 1
+                out.append(Submitted(job, False))
+            if fresh:
+                depth = await self._queue_depth(conn, fresh, max_depth)
+                if depth > max_depth:
+                    raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
+                await _notify_work(conn)
+            return out
+
+    async def _queue_depth(self, conn: Any, fresh: int, max_depth: int) -> int:
+        """Waiting + delayed jobs, this submit's included; estimated like SqliteStore does while far
+        from max_depth. With several nodes each counts on its own, so the limit is approximate by
+        at most what the other nodes accept within a second."""
+        counted, at, since = self._depth_seen
+        estimate = counted + since + fresh
+        if estimate < max_depth * 0.9 and time.monotonic() - at < 1.0:
+            self._depth_seen = (counted, at, since + fresh)
+            return estimate
+        depth = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM jobs WHERE status = 'waiting') + "
+            "(SELECT count(*) FROM jobs WHERE status = 'delayed')"
+        )
+        self._depth_seen = (int(depth), time.monotonic(), 0)
+        return int(depth)
+
+    @staticmethod
+    async def _insert(conn: Any, spec: JobSpec, now_ms: int) -> Job | None:
+        """The new job, or None when (owner, idempotency key) is taken. ON CONFLICT waits for a
+        concurrent insert of the same key on another node to commit, so exactly one job wins."""
+        status = JobState.DELAYED if spec.delay_s > 0 else JobState.WAITING
+        row = await conn.fetchrow(
+            "INSERT INTO jobs (id, kind, owner, status, priority, run_at, input, meta, webhook, "
+            "max_attempts, timeout_s, idempotency_key, request_hash, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) "
+            "ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+            f"RETURNING {JOB_COLUMNS}",
+            new_job_id(), spec.kind, spec.owner, status.value, spec.priority,
+            now_ms + int(spec.delay_s * 1000), dumps(spec.input), dumps(spec.meta),
+            None if spec.webhook is None else dumps(spec.webhook),
+            spec.max_attempts, float(spec.timeout_s), spec.idempotency_key, spec.request_hash, now_ms,
+        )  # fmt: skip
+        return None if row is None else job_of(row)
+
+    @staticmethod
+    async def _replay(conn: Any, spec: JobSpec) -> Job:
+        row = await conn.fetchrow(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = $1 AND idempotency_key = $2",
+            spec.owner,
+            spec.idempotency_key,
+        )
+        if row is None or row["request_hash"] != spec.request_hash:
+            raise IdempotencyConflict()
+        return job_of(row)
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._fetch(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+        return job_of(rows[0]) if rows else None
+
+    async def list_jobs(
+        self, owner: str | None, status: str | None, kind: str | None, limit: int, before_seq: int | None
+    ) -> tuple[list[Job], int | None]:
+        where: list[str] = []
+        params: list[Any] = []
+        for condition, value in (("owner =", owner), ("status =", status), ("kind =", kind), ("seq <", before_seq)):
+            if value is not None:
+                params.append(value)
+                where.append(f"{condition} ${len(params)}")
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = await self._fetch(
+            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ${len(params) + 1}", *params, limit + 1
+        )
+        jobs = [job_of(r) for r in rows[:limit]]
+        next_cursor = rows[limit - 1]["seq"] if len(rows) > limit else None
+        return jobs, next_cursor
+
+    # --- the worker's side -------------------------------------------------------------------
+
+    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
+        async with self._pool.acquire() as conn:
+            # due delayed jobs become waiting first; rows another node is promoting are skipped
+            await conn.execute(
+                "UPDATE jobs SET status = 'waiting', updated_at = $1 WHERE seq IN (SELECT seq FROM jobs "
+                "WHERE status = 'delayed' AND run_at <= $1 FOR UPDATE SKIP LOCKED) AND status = 'delayed'",
+                now_ms,
+            )
+            rows = await conn.fetch(_CLAIM, limit, now_ms + lease_ms, worker_id, now_ms, idle)
+        return [job_of(r) for r in rows]
+
+    async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
+        if not job_ids:
+            return set()
+        rows = await self._fetch(
+            "UPDATE jobs SET lease_until = $1 WHERE id = ANY($2::text[]) AND status = 'active' "
+            "AND lease_owner = $3 RETURNING id",
+            lease_until_ms,
+            job_ids,
+            worker_id,
+        )
+        return {r["id"] for r in rows}
+
+    async def finish(
+        self, job_id: str, worker_id: str, result: JobResult, now_ms: int, expires_at_ms: int
+    ) -> Job | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE jobs SET status = $1, result_available = true, completed_at = $2, updated_at = $2, "
+                "expires_at = $3, lease_until = NULL, error = NULL "
+                f"WHERE id = $4 AND status = 'active' AND lease_owner = $5 RETURNING {JOB_COLUMNS}",
+                result.status.value, now_ms, expires_at_ms, job_id, worker_id,
+            )  # fmt: skip
+            if row is None:
+                return None
+            await conn.execute(
+                "INSERT INTO results (job_id, outputs, stats) VALUES ($1, $2, $3) "
+                "ON CONFLICT (job_id) DO UPDATE SET outputs = EXCLUDED.outputs, stats = EXCLUDED.stats",
+                job_id,
+                dumps(result.outputs),
+                dumps(result.stats),
+            )
+            await _end_attempt(conn, job_id, now_ms, result.status.value, None)
+            return job_of(row)
+
+    async def fail(
+        self,
+        job_id: str,
+        worker_id: str,
+        error: dict[str, Any],
+        retry_at_ms: int | None,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> Job | None:
+        if retry_at_ms is None:
+            sql = (
+                "UPDATE jobs SET status = 'failed', error = $1, completed_at = $2, updated_at = $2, "
+                "expires_at = $3, lease_until = NULL WHERE id = $4 AND status = 'active' AND lease_owner = $5"
+            )
+            params: tuple[Any, ...] = (dumps(error), now_ms, expires_at_ms, job_id, worker_id)
+        else:
+            sql = (
+                "UPDATE jobs SET status = 'delayed', error = $1, run_at = $2, updated_at = $3, "
+                "lease_until = NULL WHERE id = $4 AND status = 'active' AND lease_owner = $5"
+            )
+            params = (dumps(error), retry_at_ms, now_ms, job_id, worker_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(f"{sql} RETURNING {JOB_COLUMNS}", *params)
+            if row is None:
+                return None
+            await _end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
+            return job_of(row)
+
+    async def release(self, job_ids: list[str], worker_id: str, now_ms: int) -> None:
+        if not job_ids:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE jobs SET status = 'waiting', attempts = attempts - 1, lease_until = NULL, "
+                "lease_owner = NULL, updated_at = $1 WHERE id = ANY($2::text[]) AND status = 'active' "
+                "AND lease_owner = $3 RETURNING id",
+                now_ms,
+                job_ids,
+                worker_id,
+            )
+            released = [r["id"] for r in rows]
+            if released:
+                await conn.execute("DELETE FROM attempts WHERE job_id = ANY($1::text[]) AND ended_at IS NULL", released)
+                await _notify_work(conn)
+
+    async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None:
+        await self._fetch(
+            "UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+            dumps(progress),
+            now_ms,
+            job_id,
+        )
+
+    # --- the owner's side --------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, now_ms: int, expires_at_ms: int) -> tuple[Job, JobState]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # the row lock holds the status still between reading it and the guarded update
+            was = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+            if was is None:
+                raise NotFound()
+            if JobState(was) in TERMINAL:
+                raise JobFinished(f"the job is already {was}")
+            row = await conn.fetchrow(
+                "UPDATE jobs SET status = 'cancelled', completed_at = $1, updated_at = $1, expires_at = $2, "
+                f"lease_until = NULL WHERE id = $3 AND status IN {_guarded_status(JobState.CANCELLED)} "
+                f"RETURNING {JOB_COLUMNS}",
+                now_ms,
+                expires_at_ms,
+                job_id,
+            )
+            await _end_attempt(conn, job_id, now_ms, "cancelled", None)
+            return job_of(row), JobState(was)
+
+    async def retry(self, job_id: str, now_ms: int) -> Job:
+        async with self._pool.acquire() as conn, conn.transaction():
+            was = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+            if was is None:
+                raise NotFound()
+            if JobState(was) not in (JobState.FAILED, JobState.CANCELLED):
+                raise JobFinished(f"only failed or cancelled jobs can be retried; this one is {was}")
+            row = await conn.fetchrow(
+                "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = $1, updated_at = $1, "
+                "completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, result_available = false "
+                f"WHERE id = $2 AND status IN {_guarded_status(JobState.WAITING)} RETURNING {JOB_COLUMNS}",
+                now_ms,
+                job_id,
+            )
+            await conn.execute("DELETE FROM results WHERE job_id = $1", job_id)
+            await conn.execute("DELETE FROM pages WHERE job_id = $1", job_id)
+            await _notify_work(conn)
+            return job_of(row)
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    async def recover_expired(
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+    ) -> Recovered:
+        """Any node recovers any node's expired leases; rows another node is recovering are skipped."""
+        recovered = Recovered([], [])
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
+                "AND (lease_until < $1 OR lease_owner = ANY($2::text[])) FOR UPDATE SKIP LOCKED",
+                now_ms,
+                dead_owners or [],
+            )
+            for row in rows:
+                await self._recover_one(conn, row, now_ms, max_recoveries, recovered)
+            if recovered.requeued:
+                await _notify_work(conn)
+        return recovered
+
+    @staticmethod
+    async def _recover_one(conn: Any, row: Any, now_ms: int, max_recoveries: int, out: Recovered) -> None:
+        recoveries = row["recoveries"] + 1
+        if recoveries > max_recoveries:
+            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
+        elif row["attempts"] >= row["max_attempts"]:
+            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
+        else:
+            await conn.execute(
+                "UPDATE jobs SET status = 'waiting', recoveries = $1, lease_until = NULL, lease_owner = NULL, "
+                "updated_at = $2 WHERE id = $3 AND status = 'active'",
+                recoveries,
+                now_ms,
+                row["id"],
+            )
+            await _end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
+            out.requeued.append(row["id"])
+            return
+        await conn.execute(
+            "UPDATE jobs SET status = 'failed', recoveries = $1, error = $2, completed_at = $3, updated_at = $3, "
+            "expires_at = $3, lease_until = NULL WHERE id = $4 AND status = 'active'",
+            recoveries,
+            dumps(error),
+            now_ms,
+            row["id"],
+        )
+        await _end_attempt(conn, row["id"], now_ms, "lost", error)
+        out.failed.append(row["id"])
+
+    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
+        """One node sweeps at a time: the others find the advisory lock taken and sweep nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
+                return []
+            rows = await conn.fetch(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= $1 LIMIT $2) RETURNING id",
+                now_ms,
+                limit,
+            )
+            return [r["id"] for r in rows]

@@ -1,0 +1,153 @@
+"""The record-keeping half of PostgresStore: results, attempts, files, crawl pages, and the figures."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from litejobs.jobs import Attempt, Job, JobResult, JobState
+from litejobs.store import StoredFile
+
+JOB_COLUMNS = (
+    "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
+    "timeout_s, recoveries, lease_until, lease_owner, progress, error, result_available, "
+    "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
+)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_of(row: Any) -> Job:
+    job = Job(
+        id=row["id"],
+        kind=row["kind"],
+        status=JobState(row["status"]),
+        input=json.loads(row["input"]),
+        owner=row["owner"],
+        meta=json.loads(row["meta"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_s=float(row["timeout_s"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        expires_at=row["expires_at"],
+        lease_until=row["lease_until"],
+        progress=loads(row["progress"]),
+        error=loads(row["error"]),
+        webhook=loads(row["webhook"]),
+        recoveries=row["recoveries"],
+        result_available=bool(row["result_available"]),
+    )
+    job.seq = row["seq"]  # type: ignore[attr-defined]
+    job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
+    return job
+
+
+class Records:
+    """Mixed into PostgresStore: reads, and writes that only append beside a job (no state change)."""
+
+    if TYPE_CHECKING:
+
+        async def _fetch(self, sql: str, *args: Any) -> list[Any]: ...
+
+    async def next_run_at(self) -> int | None:
+        rows = await self._fetch("SELECT min(run_at) FROM jobs WHERE status = 'delayed'")
+        return rows[0][0] if rows else None
+
+    async def get_result(self, job_id: str) -> JobResult | None:
+        rows = await self._fetch(
+            "SELECT j.status, r.outputs, r.stats FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = $1",
+            job_id,
+        )
+        if not rows:
+            return None
+        return JobResult(JobState(rows[0]["status"]), json.loads(rows[0]["outputs"]), json.loads(rows[0]["stats"]))
+
+    async def attempts(self, job_id: str) -> list[Attempt]:
+        rows = await self._fetch(
+            "SELECT number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = $1 ORDER BY number",
+            job_id,
+        )
+        return [Attempt(r["number"], r["started_at"], r["ended_at"], r["outcome"], loads(r["error"])) for r in rows]
+
+    async def add_file(self, file: StoredFile) -> None:
+        await self._fetch(
+            "INSERT INTO files (job_id, name, content_type, size) VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, name) "
+            "DO UPDATE SET content_type = EXCLUDED.content_type, size = EXCLUDED.size",
+            file.job_id,
+            file.name,
+            file.content_type,
+            file.size,
+        )
+
+    async def get_file(self, job_id: str, name: str) -> StoredFile | None:
+        rows = await self._fetch(
+            "SELECT job_id, name, content_type, size FROM files WHERE job_id = $1 AND name = $2", job_id, name
+        )
+        return StoredFile(*rows[0]) if rows else None
+
+    async def add_pages(self, job_id: str, pages: list[dict[str, Any]]) -> None:
+        """Append crawl pages, numbered in arrival order (one job's pages come from its one worker)."""
+        if not pages:
+            return
+        await self._fetch(
+            "INSERT INTO pages (job_id, seq, url, data) SELECT $1, "
+            "(SELECT coalesce(max(seq), -1) FROM pages WHERE job_id = $1) + p.ord, p.url, p.data "
+            "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS p(url, data, ord)",
+            job_id,
+            [page["url"] for page in pages],
+            [dumps(page) for page in pages],
+        )
+
+    async def pages(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT data FROM pages WHERE job_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3", job_id, offset, limit
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def page_count(self, job_id: str) -> int:
+        rows = await self._fetch("SELECT count(*) FROM pages WHERE job_id = $1", job_id)
+        return int(rows[0][0])
+
+    async def page_urls(self, job_id: str) -> list[str]:
+        rows = await self._fetch("SELECT url FROM pages WHERE job_id = $1 ORDER BY seq", job_id)
+        return [r[0] for r in rows]
+
+    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
+        rows = await self._fetch(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = $1 AND updated_at >= $2 ORDER BY updated_at, seq LIMIT $3",
+            owner,
+            since_ms,
+            limit,
+        )
+        return [job_of(r) for r in rows]
+
+    async def active_owners(self) -> list[str]:
+        rows = await self._fetch("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
+        return [r[0] for r in rows if r[0]]
+
+    async def stats(self, now_ms: int) -> dict[str, Any]:
+        counts = {state.value: 0 for state in JobState}
+        for row in await self._fetch("SELECT status, count(*) FROM jobs GROUP BY status"):
+            counts[row[0]] = row[1]
+        oldest = await self._fetch("SELECT min(run_at) FROM jobs WHERE status = 'waiting'")
+        oldest_ms = oldest[0][0] if oldest else None
+        return {
+            "counts": counts,
+            "queue_depth": counts["waiting"] + counts["delayed"],
+            "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
+        }
+
+    async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
+        rows = await self._fetch("SELECT status, kind, count(*) FROM jobs GROUP BY status, kind")
+        return {(r[0], r[1]): r[2] for r in rows}

@@ -1,0 +1,101 @@
+"""The webhook-delivery half of PostgresStore: the SQL of the webhook_deliveries table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litejobs.store import Delivery
+from litejobs.store.sqlite_webhooks import new_delivery_id
+
+_COLUMNS = (
+    "seq, id, job_id, event, url, payload, state, attempts, next_at, last_status, last_error, created_at, updated_at"
+)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        job_id=row["job_id"],
+        event=row["event"],
+        url=row["url"],
+        payload=bytes(row["payload"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        next_at=row["next_at"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class WebhookDeliveries:
+    """Mixed into PostgresStore. A claim pushes next_at a lease ahead in one statement that skips
+    rows another node is claiming, so every node may send and none sends a delivery twice at once."""
+
+    if TYPE_CHECKING:
+
+        async def _fetch(self, sql: str, *args: Any) -> list[Any]: ...
+
+    async def add_delivery(self, job_id: str, event: str, url: str, payload: bytes, now_ms: int) -> Delivery:
+        rows = await self._fetch(
+            "INSERT INTO webhook_deliveries (id, job_id, event, url, payload, state, next_at, created_at, "
+            f"updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) RETURNING {_COLUMNS}",
+            new_delivery_id(),
+            job_id,
+            event,
+            url,
+            payload,
+            now_ms,
+        )
+        return _delivery(rows[0])
+
+    async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
+        rows = await self._fetch(
+            "UPDATE webhook_deliveries SET next_at = $1 WHERE seq IN (SELECT seq FROM webhook_deliveries "
+            "WHERE state = 'pending' AND next_at <= $2 ORDER BY next_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
+            f"AND state = 'pending' AND next_at <= $2 RETURNING {_COLUMNS}",
+            now_ms + lease_ms,
+            now_ms,
+            limit,
+        )
+        return [_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
+
+    async def record_delivery(
+        self,
+        delivery_id: str,
+        state: str,
+        next_at_ms: int | None,
+        status: int | None,
+        error: str | None,
+        now_ms: int,
+    ) -> None:
+        await self._fetch(
+            "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_at = $2, last_status = $3, "
+            "last_error = $4, updated_at = $5 WHERE id = $6 AND state = 'pending'",
+            state,
+            next_at_ms,
+            status,
+            error,
+            now_ms,
+            delivery_id,
+        )
+
+    async def release_deliveries(self, delivery_ids: list[str], now_ms: int) -> None:
+        if not delivery_ids:
+            return
+        await self._fetch(
+            "UPDATE webhook_deliveries SET next_at = $1 WHERE id = ANY($2::text[]) AND state = 'pending'",
+            now_ms,
+            delivery_ids,
+        )
+
+    async def deliveries(self, job_id: str, limit: int) -> list[Delivery]:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE job_id = $1 ORDER BY seq DESC LIMIT $2", job_id, limit
+        )
+        return [_delivery(r) for r in reversed(rows)]
+
+    async def delivery_counts(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT state, count(*) FROM webhook_deliveries GROUP BY state")
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,179 @@
+"""Hostile input the API tests do not already send: bodies too big to read, traversal in file names,
+huge headers, non-object JSON on every POST route, odd numbers, and one key peeking at another's events.
+
+(CRLF in headers, deep JSON, bad UTF-8, batches of 1001 and the 2 MB body are in tests/test_api.py;
+tests/test_schema_fuzz.py sends generated requests to every documented operation.)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from starlette.routing import Mount, Route
+
+from tests.support import Http, ServerThread, make_config
+
+KEYS = ("alice-key", "bob-key")
+FAKE_JOB = "job_" + "0" * 32
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[ServerThread]:
+    with ServerThread(make_config(tmp_path, auth={"keys": list(KEYS)})) as server:
+        yield server
+
+
+def raw_exchange(server: ServerThread, head: bytes, body_parts: Iterator[bytes], timeout_s: float = 5) -> bytes:
+    """Send a request head and body parts on one socket, stopping early if the server answers, and
+    return what it answered."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout_s) as sock:
+        sock.sendall(head)
+        for part in body_parts:
+            sock.setblocking(False)
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    break  # an answer is waiting: the server did not wait for the rest
+            except BlockingIOError:
+                pass
+            finally:
+                sock.setblocking(True)
+            sock.settimeout(timeout_s)
+            sock.sendall(part)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_10_mb_body_is_refused_with_413_before_it_is_sent_in_full(api: ServerThread) -> None:
+    sent = 0
+
+    def parts(size: int) -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(size // 65536):
+            time.sleep(0.002)
+            sent += 65536
+            yield b"x" * 65536
+
+    auth = f"Authorization: Bearer {KEYS[0]}\r\n".encode()
+    declared = b"POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + auth
+    answer = raw_exchange(api, declared + b"Content-Length: 10000000\r\n\r\n", parts(10_000_000))
+    assert answer.startswith(b"HTTP/1.1 413") and sent < 1_000_000, (answer[:100], sent)
+
+    sent = 0
+    chunked = b"POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + auth
+    chunks = (b"10000\r\n" + part + b"\r\n" for part in parts(10_000_000))
+    answer = raw_exchange(api, chunked + b"Transfer-Encoding: chunked\r\n\r\n", chunks)
+    assert answer.startswith(b"HTTP/1.1 413") and sent < 3_000_000, (answer[:100], sent)
+
+
+def test_an_idempotency_key_of_10_kb_is_refused(api: ServerThread) -> None:
+    resp = api.http.post(
+        "/v1/jobs", {"input": {"url": "http://127.0.0.1:9/"}}, headers={"Idempotency-Key": "k" * 10_240}
+    )
+    assert resp.status == 422 and resp.json["error"]["details"][0]["field"] == "Idempotency-Key"
+    assert api.http.get("/v1/jobs").json["jobs"] == []
+
+
+def test_traversal_in_a_file_name_finds_nothing(api: ServerThread, tmp_path: Path) -> None:
+    assert api.app is not None
+    files = api.app.files.root
+    (files / FAKE_JOB).mkdir(parents=True)
+    (files / "secret.txt").write_text("top secret")
+    (files / FAKE_JOB / "screenshot.png").write_text("another job's file")
+    job = api.http.submit({"url": "http://127.0.0.1:9/"}, delay_s=3600)["job_id"]
+    names = [
+        "..%2Fsecret.txt",
+        "..%2F..%2Fsecret.txt",
+        "%2e%2e%2fsecret.txt",
+        "..%5Csecret.txt",
+        f"..%2F{FAKE_JOB}%2Fscreenshot.png",
+        "%2E%2E",
+        "..",
+        "secret.txt%00.png",
+    ]
+    for name in names:
+        resp = api.http.get(f"/v1/files/{job}/{name}")
+        assert resp.status == 404 and b"top secret" not in resp.body and b"another job" not in resp.body, name
+    assert api.http.get(f"/v1/files/..%2F{FAKE_JOB}/screenshot.png").status == 404
+
+
+def post_routes(routes: list[object], prefix: str = "") -> Iterator[str]:
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from post_routes(route.routes, prefix + route.path)
+        elif isinstance(route, Route) and "POST" in (route.methods or ()):
+            yield prefix + route.path
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"null", b"1", b"true", b"[{}]", b'{"jobs": {}}'])
+def test_json_that_is_not_an_object_gets_a_4xx_on_every_post_route(api: ServerThread, body: bytes) -> None:
+    assert api.app is not None
+    paths = sorted(set(post_routes(api.app.asgi.routes)))
+    assert len(paths) > 10
+    for template in paths:
+        path = template.replace("{job_id}", FAKE_JOB)
+        for name in ("{scraper}", "{kind}", "{name}"):
+            path = path.replace(name, "fetch")
+        resp = api.http.request("POST", path, raw=body, headers={"Content-Type": "application/json"})
+        assert 400 <= resp.status < 500, (path, resp.status, resp.body[:300])
+
+
+def test_numbers_that_are_not_plain_or_do_not_fit_are_refused_or_ignored(api: ServerThread) -> None:
+    for cursor in ("c²", "c١", "c" + "9" * 30, "c-1", "c 1"):
+        resp = api.http.get(f"/v1/jobs?cursor={quote(cursor)}")
+        assert resp.status == 422 and resp.json["error"]["details"][0]["field"] == "cursor", cursor
+    for last_id in ("²", "9" * 40):
+        head, open_ = read_stream(
+            api, "/v1/events", {"Last-Event-ID": last_id, "Authorization": f"Bearer {KEYS[0]}"}, 1.2
+        )
+        assert head.startswith(b"HTTP/1.1 200") and open_, (last_id, head[:200])
+    for value in ("1e999", "nan", "-inf", "99999999999999999999999"):
+        assert api.http.get(f"/v1/jobs?limit={value}").status == 422, value
+        assert api.http.get(f"/v1/jobs/{FAKE_JOB}?wait={value}").status in (404, 422), value
+
+
+def read_stream(server: ServerThread, path: str, headers: dict[str, str], seconds: float) -> tuple[bytes, bool]:
+    """The raw answer to a streaming GET, as much as arrives in `seconds`, and whether the stream
+    was still open then."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=seconds)
+    conn.request("GET", path, headers=headers)
+    resp = conn.getresponse()
+    got = f"HTTP/1.1 {resp.status}\r\n".encode()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            chunk = resp.read1(65536)
+            if not chunk:
+                return got, False
+            got += chunk
+    except TimeoutError:
+        pass
+    finally:
+        conn.close()
+    return got, True
+
+
+def test_one_key_never_sees_another_keys_events(api: ServerThread) -> None:
+    alice, bob = (Http(api.base_url, key) for key in KEYS)
+    job = alice.submit({"url": "http://192.0.2.1/"}, max_attempts=1)
+    assert alice.wait(job["job_id"])["status"] == "failed"
+    stolen = bob.get(f"/v1/jobs/{job['job_id']}/events")
+    assert stolen.status == 403 and stolen.json["error"]["code"] == "forbidden"
+    everything = {"Last-Event-ID": "0"}  # replay every change since the start of time
+    seen_by_bob, _ = read_stream(api, "/v1/events", {**everything, "Authorization": f"Bearer {KEYS[1]}"}, 1.5)
+    seen_by_alice, _ = read_stream(api, "/v1/events", {**everything, "Authorization": f"Bearer {KEYS[0]}"}, 1.5)
+    assert seen_by_bob.startswith(b"HTTP/1.1 200") and b"data:" not in seen_by_bob
+    assert job["job_id"].encode() in seen_by_alice
+    events = [json.loads(line[5:]) for line in seen_by_alice.split(b"\n") if line.startswith(b"data:")]
+    assert {e["job_id"] for e in events} == {job["job_id"]}
