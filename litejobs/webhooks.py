@@ -44,6 +44,11 @@ ANSWER_SNIPPET_BYTES = 300
 _RETRYABLE_4XX = frozenset({408, 429})
 
 
+#: how far back the start-up catch-up looks for jobs whose delivery was never recorded
+CATCH_UP_MS = 3_600_000
+CATCH_UP_LIMIT = 10_000
+
+
 def sign(secret: str, body: bytes) -> str:
     """The X-Litejobs-Signature value: `sha256=` and the HMAC-SHA256 hex of the exact body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -166,7 +171,17 @@ class Deliverer:
 
     async def __aenter__(self) -> Deliverer:
         self._loop_task = asyncio.create_task(self._deliver_forever(), name="litejobs-webhooks")
+        self._spawn(self._catch_up())
         return self
+
+    async def _catch_up(self) -> None:
+        """A job's end and its delivery row are two writes: a crash between them would lose the
+        webhook. At start, record the deliveries missing for jobs that ended in the last hour."""
+        since = self.clock() - CATCH_UP_MS
+        for job_id in await self.store.jobs_missing_delivery(since, CATCH_UP_LIMIT):
+            job = await self.store.get(job_id)
+            if job is not None and job.webhook and event_of(job) in job.webhook.get("events", ()):
+                await self._add(job, event_of(job))
 
     async def __aexit__(self, *exc_info: object) -> None:
         loop_task, self._loop_task = self._loop_task, None

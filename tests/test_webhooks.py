@@ -203,3 +203,24 @@ def test_a_progress_report_is_the_progress_event_and_other_changes_their_status(
     assert event_of(job) == "progress"
     job.status = JobState.COMPLETED
     assert event_of(job) == "completed"
+
+
+def test_a_delivery_lost_between_the_end_of_a_job_and_its_record_is_caught_up_at_start(
+    tmp_path: Path, site: TargetSite
+) -> None:
+    import sqlite3
+
+    hook, received = receiver(site, "/hook", [204])
+    config = hook_config(tmp_path)
+    with ServerThread(config) as first:
+        job = first.http.submit({"url": site.add_html("/page", "<p>hi</p>")}, webhook={"url": hook})
+        settled(first.http, job["job_id"])
+    # as if the process had died after the job's end was stored but before its delivery row was
+    conn = sqlite3.connect(config.store.path)
+    with conn:
+        conn.execute("DELETE FROM webhook_deliveries WHERE job_id = ?", (job["job_id"],))
+    conn.close()
+    with ServerThread(config) as second:
+        [delivery] = settled(second.http, job["job_id"])
+        assert delivery["state"] == "delivered" and delivery["event"] == "completed"
+    assert len(received) == 2 and json.loads(received[1][1])["job_id"] == job["job_id"]

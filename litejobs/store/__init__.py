@@ -170,6 +170,10 @@ class Store(Protocol):
     async def delivery_counts(self) -> dict[str, int]:
         """Deliveries by state."""
 
+    async def jobs_missing_delivery(self, since_ms: int, limit: int) -> list[str]:
+        """Jobs that ended since `since_ms` with a webhook but no delivery for their final status:
+        the process died between recording the end and recording the delivery."""
+
 
 def open_store(config: StoreConfig) -> Store:
     """The store the config names: PostgreSQL when `url` is set, else the SQLite file at `path`."""

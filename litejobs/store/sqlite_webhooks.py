@@ -108,3 +108,13 @@ class WebhookDeliveries:
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self._read("SELECT state, count(*) FROM webhook_deliveries GROUP BY state")
         return {r[0]: r[1] for r in rows}
+
+    async def jobs_missing_delivery(self, since_ms: int, limit: int) -> list[str]:
+        rows = await self._read(
+            "SELECT j.id FROM jobs j WHERE j.webhook IS NOT NULL AND j.completed_at >= ? "
+            "AND j.status IN ('completed', 'partial', 'failed', 'cancelled') AND NOT EXISTS "
+            "(SELECT 1 FROM webhook_deliveries d WHERE d.job_id = j.id AND d.event = j.status) "
+            "ORDER BY j.completed_at LIMIT ?",
+            (since_ms, limit),
+        )
+        return [r[0] for r in rows]
