@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -11,111 +10,27 @@ from typing import Any
 import aiosqlite
 
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull, StorageFull
-from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
-from litejobs.store import Recovered, StoredFile, Submitted
+from litejobs.jobs import Job, JobResult, JobSpec, JobState, new_job_id
+from litejobs.store import Submitted
 from litejobs.store.schema import MIGRATIONS
+from litejobs.store.sqlite_artefacts import Artefacts
+from litejobs.store.sqlite_housekeeping import Housekeeping
+from litejobs.store.sqlite_rows import (
+    JOB_COLUMNS,
+    claimable,
+    dumps,
+    end_attempt,
+    fetch_job,
+    guarded_status,
+    job_of_row,
+    read_rows,
+    statements_of,
+)
 from litejobs.store.sqlite_webhooks import WebhookDeliveries
 from litejobs.store.writer import GroupWriter, is_disk_full
 
-_JOB_COLUMNS = (
-    "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
-    "timeout_s, recoveries, lease_until, lease_owner, progress, error, result_available, "
-    "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
-)
-_QUEUED = "('waiting', 'delayed')"
 
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _job(row: sqlite3.Row) -> Job:
-    job = Job(
-        id=row["id"],
-        kind=row["kind"],
-        status=JobState(row["status"]),
-        input=json.loads(row["input"]),
-        owner=row["owner"],
-        meta=json.loads(row["meta"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        timeout_s=float(row["timeout_s"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        run_at=row["run_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        expires_at=row["expires_at"],
-        lease_until=row["lease_until"],
-        progress=_loads(row["progress"]),
-        error=_loads(row["error"]),
-        webhook=_loads(row["webhook"]),
-        recoveries=row["recoveries"],
-        result_available=bool(row["result_available"]),
-    )
-    job.seq = row["seq"]  # type: ignore[attr-defined]
-    job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
-    return job
-
-
-def _read_rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-    cursor = conn.execute(sql, params)
-    try:
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
-def _fetch_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
-    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    return None if row is None else _job(row)
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements; sqlite3.complete_statement knows comments and triggers."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip() and not all(part.strip().startswith("--") for part in buffer.strip().splitlines()):
-        raise ValueError(f"incomplete SQL statement in a migration: {buffer.strip()[:80]}")
-    return statements
-
-
-def _guarded_status(target: JobState) -> str:
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
-
-
-def _end_attempt(conn: sqlite3.Connection, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
-    conn.execute(
-        "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE job_id = ? AND ended_at IS NULL",
-        (now_ms, outcome, None if error is None else _dumps(error), job_id),
-    )
-
-
-def _claimable(candidates: list[sqlite3.Row], idle: bool) -> list[int]:
-    """The seqs to claim of the due jobs, in claim order. A job that was running when its worker
-    died (recoveries > 0) may have killed it: it runs alone, claimed only by an idle caller, so that
-    another crash is charged to it and not to jobs beside it. Claims stop at it meanwhile, so the
-    queue drains towards it instead of passing it by for ever."""
-    chosen: list[int] = []
-    for row in candidates:
-        if row["recoveries"] > 0:
-            if not chosen and idle:
-                chosen.append(row["seq"])
-            break
-        chosen.append(row["seq"])
-    return chosen
-
-
-class SqliteStore(WebhookDeliveries):
+class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
     """Writes go through one GroupWriter connection; reads use a second connection (WAL lets them
     run beside the writer)."""
 
@@ -191,7 +106,7 @@ class SqliteStore(WebhookDeliveries):
             if version > len(MIGRATIONS):
                 raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
+                for statement in statements_of(script):
                     await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {number}")
             await conn.execute("COMMIT")
@@ -209,7 +124,7 @@ class SqliteStore(WebhookDeliveries):
         # hops, reads of concurrent requests interleave, some statement of the connection is always
         # open, and its read transaction (its WAL snapshot) never ends: a job committed before its
         # 202 could answer 404 to the GET that follows.
-        return await self._read_conn._execute(_read_rows, self._read_conn._conn, sql, params)  # type: ignore[no-any-return]
+        return await self._read_conn._execute(read_rows, self._read_conn._conn, sql, params)  # type: ignore[no-any-return]
 
     # --- submit and read ---------------------------------------------------------------------
 
@@ -254,14 +169,14 @@ class SqliteStore(WebhookDeliveries):
         if spec.idempotency_key is None:
             return None
         row = conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
             (spec.owner, spec.idempotency_key),
         ).fetchone()
         if row is None:
             return None
         if row["request_hash"] != spec.request_hash:
             raise IdempotencyConflict()
-        return _job(row)
+        return job_of_row(row)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, spec: JobSpec, now_ms: int) -> Job:
@@ -274,19 +189,19 @@ class SqliteStore(WebhookDeliveries):
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id, spec.kind, spec.owner, status.value, spec.priority, run_at,
-                _dumps(spec.input), _dumps(spec.meta),
-                None if spec.webhook is None else _dumps(spec.webhook),
+                dumps(spec.input), dumps(spec.meta),
+                None if spec.webhook is None else dumps(spec.webhook),
                 spec.max_attempts, spec.timeout_s, spec.idempotency_key, spec.request_hash,
                 now_ms, now_ms,
             ),
         )  # fmt: skip
-        job = _fetch_job(conn, job_id)
+        job = fetch_job(conn, job_id)
         assert job is not None
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        return _job(rows[0]) if rows else None
+        rows = await self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return job_of_row(rows[0]) if rows else None
 
     async def list_jobs(
         self, owner: str | None, status: str | None, kind: str | None, limit: int, before_seq: int | None
@@ -301,9 +216,9 @@ class SqliteStore(WebhookDeliveries):
             params.append(before_seq)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         rows = await self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
+            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
         )
-        jobs = [_job(r) for r in rows[:limit]]
+        jobs = [job_of_row(r) for r in rows[:limit]]
         next_cursor = rows[limit - 1]["seq"] if len(rows) > limit else None
         return jobs, next_cursor
 
@@ -319,17 +234,17 @@ class SqliteStore(WebhookDeliveries):
                 "SELECT seq, recoveries FROM jobs WHERE status = 'waiting' ORDER BY priority DESC, run_at, seq LIMIT ?",
                 (limit,),
             ).fetchall()
-            chosen = _claimable(candidates, idle)
+            chosen = claimable(candidates, idle)
             if not chosen:
                 return []
             rows = conn.execute(
                 "UPDATE jobs SET status = 'active', attempts = attempts + 1, lease_until = ?, "
                 "lease_owner = ?, started_at = COALESCE(started_at, ?), updated_at = ?, progress = NULL "
                 f"WHERE seq IN ({','.join('?' * len(chosen))}) AND status = 'waiting' "
-                f"RETURNING {_JOB_COLUMNS}",
+                f"RETURNING {JOB_COLUMNS}",
                 (now_ms + lease_ms, worker_id, now_ms, now_ms, *chosen),
             ).fetchall()
-            jobs = sorted((_job(r) for r in rows), key=lambda j: (-j.priority, j.run_at))
+            jobs = sorted((job_of_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at))
             conn.executemany(
                 "INSERT OR REPLACE INTO attempts (job_id, number, started_at) VALUES (?, ?, ?)",
                 [(j.id, j.attempts, now_ms) for j in jobs],
@@ -360,17 +275,17 @@ class SqliteStore(WebhookDeliveries):
             row = conn.execute(
                 "UPDATE jobs SET status = ?, result_available = 1, completed_at = ?, updated_at = ?, "
                 "expires_at = ?, lease_until = NULL, error = NULL "
-                f"WHERE id = ? AND status = 'active' AND lease_owner = ? RETURNING {_JOB_COLUMNS}",
+                f"WHERE id = ? AND status = 'active' AND lease_owner = ? RETURNING {JOB_COLUMNS}",
                 (result.status.value, now_ms, now_ms, expires_at_ms, job_id, worker_id),
             ).fetchone()
             if row is None:
                 return None
             conn.execute(
                 "INSERT OR REPLACE INTO results (job_id, outputs, stats) VALUES (?, ?, ?)",
-                (job_id, _dumps(result.outputs), _dumps(result.stats)),
+                (job_id, dumps(result.outputs), dumps(result.stats)),
             )
-            _end_attempt(conn, job_id, now_ms, result.status.value, None)
-            return _job(row)
+            end_attempt(conn, job_id, now_ms, result.status.value, None)
+            return job_of_row(row)
 
         return await self._write(op)
 
@@ -389,18 +304,18 @@ class SqliteStore(WebhookDeliveries):
                     "UPDATE jobs SET status = 'failed', error = ?, completed_at = ?, updated_at = ?, "
                     "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active' AND lease_owner = ?"
                 )
-                params: tuple[Any, ...] = (_dumps(error), now_ms, now_ms, expires_at_ms, job_id, worker_id)
+                params: tuple[Any, ...] = (dumps(error), now_ms, now_ms, expires_at_ms, job_id, worker_id)
             else:
                 sql = (
                     "UPDATE jobs SET status = 'delayed', error = ?, run_at = ?, updated_at = ?, "
                     "lease_until = NULL WHERE id = ? AND status = 'active' AND lease_owner = ?"
                 )
-                params = (_dumps(error), retry_at_ms, now_ms, job_id, worker_id)
-            row = conn.execute(f"{sql} RETURNING {_JOB_COLUMNS}", params).fetchone()
+                params = (dumps(error), retry_at_ms, now_ms, job_id, worker_id)
+            row = conn.execute(f"{sql} RETURNING {JOB_COLUMNS}", params).fetchone()
             if row is None:
                 return None
-            _end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
-            return _job(row)
+            end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
+            return job_of_row(row)
 
         return await self._write(op)
 
@@ -421,7 +336,7 @@ class SqliteStore(WebhookDeliveries):
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND status = 'active'",
-                (_dumps(progress), now_ms, job_id),
+                (dumps(progress), now_ms, job_id),
             )
 
         await self._write(op)
@@ -430,18 +345,18 @@ class SqliteStore(WebhookDeliveries):
 
     async def cancel(self, job_id: str, now_ms: int, expires_at_ms: int) -> tuple[Job, JobState]:
         def op(conn: sqlite3.Connection) -> tuple[Job, JobState]:
-            job = _fetch_job(conn, job_id)
+            job = fetch_job(conn, job_id)
             if job is None:
                 raise NotFound()
             if job.is_terminal:
                 raise JobFinished(f"the job is already {job.status.value}")
             conn.execute(
                 "UPDATE jobs SET status = 'cancelled', completed_at = ?, updated_at = ?, expires_at = ?, "
-                f"lease_until = NULL WHERE id = ? AND status IN {_guarded_status(JobState.CANCELLED)}",
+                f"lease_until = NULL WHERE id = ? AND status IN {guarded_status(JobState.CANCELLED)}",
                 (now_ms, now_ms, expires_at_ms, job_id),
             )
-            _end_attempt(conn, job_id, now_ms, "cancelled", None)
-            updated = _fetch_job(conn, job_id)
+            end_attempt(conn, job_id, now_ms, "cancelled", None)
+            updated = fetch_job(conn, job_id)
             assert updated is not None
             return updated, job.status
 
@@ -449,7 +364,7 @@ class SqliteStore(WebhookDeliveries):
 
     async def retry(self, job_id: str, now_ms: int) -> Job:
         def op(conn: sqlite3.Connection) -> Job:
-            job = _fetch_job(conn, job_id)
+            job = fetch_job(conn, job_id)
             if job is None:
                 raise NotFound()
             if job.status not in (JobState.FAILED, JobState.CANCELLED):
@@ -457,164 +372,13 @@ class SqliteStore(WebhookDeliveries):
             conn.execute(
                 "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = ?, updated_at = ?, "
                 "completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, result_available = 0 "
-                f"WHERE id = ? AND status IN {_guarded_status(JobState.WAITING)}",
+                f"WHERE id = ? AND status IN {guarded_status(JobState.WAITING)}",
                 (now_ms, now_ms, job_id),
             )
             conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM pages WHERE job_id = ?", (job_id,))
-            updated = _fetch_job(conn, job_id)
+            updated = fetch_job(conn, job_id)
             assert updated is not None
             return updated
 
         return await self._write(op)
-
-    # --- housekeeping ------------------------------------------------------------------------
-
-    async def recover_expired(
-        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
-    ) -> Recovered:
-        dead = dead_owners or []
-
-        def op(conn: sqlite3.Connection) -> Recovered:
-            marks = ",".join("?" * len(dead))
-            owner_clause = f" OR lease_owner IN ({marks})" if dead else ""
-            rows = conn.execute(
-                f"SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
-                f"AND (lease_until < ?{owner_clause})",
-                (now_ms, *dead),
-            ).fetchall()
-            recovered = Recovered([], [])
-            for row in rows:
-                self._recover_one(conn, row, now_ms, max_recoveries, recovered)
-            return recovered
-
-        return await self._write(op)
-
-    @staticmethod
-    def _recover_one(
-        conn: sqlite3.Connection, row: sqlite3.Row, now_ms: int, max_recoveries: int, out: Recovered
-    ) -> None:
-        recoveries = row["recoveries"] + 1
-        if recoveries > max_recoveries:
-            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
-        elif row["attempts"] >= row["max_attempts"]:
-            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
-        else:
-            conn.execute(
-                "UPDATE jobs SET status = 'waiting', recoveries = ?, lease_until = NULL, lease_owner = NULL, "
-                "updated_at = ? WHERE id = ? AND status = 'active'",
-                (recoveries, now_ms, row["id"]),
-            )
-            _end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
-            out.requeued.append(row["id"])
-            return
-        conn.execute(
-            "UPDATE jobs SET status = 'failed', recoveries = ?, error = ?, completed_at = ?, updated_at = ?, "
-            "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active'",
-            (recoveries, _dumps(error), now_ms, now_ms, now_ms, row["id"]),
-        )
-        _end_attempt(conn, row["id"], now_ms, "lost", error)
-        out.failed.append(row["id"])
-
-    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
-        def op(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= ? LIMIT ?) RETURNING id",
-                (now_ms, limit),
-            ).fetchall()
-            return [r["id"] for r in rows]
-
-        return await self._write(op)
-
-    async def next_run_at(self) -> int | None:
-        rows = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'delayed'")
-        return rows[0][0] if rows else None
-
-    async def get_result(self, job_id: str) -> JobResult | None:
-        rows = await self._read(
-            "SELECT j.status, r.outputs, r.stats FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?",
-            (job_id,),
-        )
-        if not rows:
-            return None
-        return JobResult(JobState(rows[0]["status"]), json.loads(rows[0]["outputs"]), json.loads(rows[0]["stats"]))
-
-    async def attempts(self, job_id: str) -> list[Attempt]:
-        rows = await self._read(
-            "SELECT number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = ? ORDER BY number",
-            (job_id,),
-        )
-        return [Attempt(r["number"], r["started_at"], r["ended_at"], r["outcome"], _loads(r["error"])) for r in rows]
-
-    async def add_file(self, file: StoredFile) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO files (job_id, name, content_type, size) VALUES (?, ?, ?, ?)",
-                (file.job_id, file.name, file.content_type, file.size),
-            )
-
-        await self._write(op)
-
-    async def get_file(self, job_id: str, name: str) -> StoredFile | None:
-        rows = await self._read(
-            "SELECT job_id, name, content_type, size FROM files WHERE job_id = ? AND name = ?", (job_id, name)
-        )
-        return StoredFile(*rows[0]) if rows else None
-
-    async def add_pages(self, job_id: str, pages: list[dict[str, Any]]) -> None:
-        """Append crawl pages (each a JSON object with at least `url`), numbered in arrival order."""
-        if not pages:
-            return
-
-        def op(conn: sqlite3.Connection) -> None:
-            (start,) = conn.execute(
-                "SELECT coalesce(max(seq), -1) + 1 FROM pages WHERE job_id = ?", (job_id,)
-            ).fetchone()
-            conn.executemany(
-                "INSERT INTO pages (job_id, seq, url, data) VALUES (?, ?, ?, ?)",
-                [(job_id, start + i, page["url"], _dumps(page)) for i, page in enumerate(pages)],
-            )
-
-        await self._write(op)
-
-    async def pages(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
-        rows = await self._read(
-            "SELECT data FROM pages WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (job_id, offset, limit)
-        )
-        return [json.loads(r[0]) for r in rows]
-
-    async def page_count(self, job_id: str) -> int:
-        rows = await self._read("SELECT count(*) FROM pages WHERE job_id = ?", (job_id,))
-        return int(rows[0][0])
-
-    async def page_urls(self, job_id: str) -> list[str]:
-        rows = await self._read("SELECT url FROM pages WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [r[0] for r in rows]
-
-    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
-        """The owner's jobs updated at or after `since_ms`, oldest change first (event-stream resume)."""
-        rows = await self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND updated_at >= ? ORDER BY updated_at, seq LIMIT ?",
-            (owner, since_ms, limit),
-        )
-        return [_job(r) for r in rows]
-
-    async def active_owners(self) -> list[str]:
-        rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
-        return [r[0] for r in rows if r[0]]
-
-    async def stats(self, now_ms: int) -> dict[str, Any]:
-        counts = {state.value: 0 for state in JobState}
-        for row in await self._read("SELECT status, count(*) FROM jobs GROUP BY status"):
-            counts[row[0]] = row[1]
-        oldest = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'waiting'")
-        oldest_ms = oldest[0][0] if oldest else None
-        return {
-            "counts": counts,
-            "queue_depth": counts["waiting"] + counts["delayed"],
-            "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
-        }
-
-    async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
-        rows = await self._read("SELECT status, kind, count(*) FROM jobs GROUP BY status, kind")
-        return {(r[0], r[1]): r[2] for r in rows}

@@ -1,0 +1,83 @@
+"""What SqliteStore keeps beside a job: its result, attempts, files and (crawl) pages."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from litejobs.jobs import Attempt, JobResult, JobState
+from litejobs.store import StoredFile
+from litejobs.store.sqlite_rows import dumps, loads
+
+
+class Artefacts:
+    """Mixed into SqliteStore."""
+
+    if TYPE_CHECKING:
+
+        async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> Any: ...
+
+        async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
+
+    async def get_result(self, job_id: str) -> JobResult | None:
+        rows = await self._read(
+            "SELECT j.status, r.outputs, r.stats FROM results r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?",
+            (job_id,),
+        )
+        if not rows:
+            return None
+        return JobResult(JobState(rows[0]["status"]), json.loads(rows[0]["outputs"]), json.loads(rows[0]["stats"]))
+
+    async def attempts(self, job_id: str) -> list[Attempt]:
+        rows = await self._read(
+            "SELECT number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = ? ORDER BY number",
+            (job_id,),
+        )
+        return [Attempt(r["number"], r["started_at"], r["ended_at"], r["outcome"], loads(r["error"])) for r in rows]
+
+    async def add_file(self, file: StoredFile) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO files (job_id, name, content_type, size) VALUES (?, ?, ?, ?)",
+                (file.job_id, file.name, file.content_type, file.size),
+            )
+
+        await self._write(op)
+
+    async def get_file(self, job_id: str, name: str) -> StoredFile | None:
+        rows = await self._read(
+            "SELECT job_id, name, content_type, size FROM files WHERE job_id = ? AND name = ?", (job_id, name)
+        )
+        return StoredFile(*rows[0]) if rows else None
+
+    async def add_pages(self, job_id: str, pages: list[dict[str, Any]]) -> None:
+        """Append crawl pages (each a JSON object with at least `url`), numbered in arrival order."""
+        if not pages:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            (start,) = conn.execute(
+                "SELECT coalesce(max(seq), -1) + 1 FROM pages WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            conn.executemany(
+                "INSERT INTO pages (job_id, seq, url, data) VALUES (?, ?, ?, ?)",
+                [(job_id, start + i, page["url"], dumps(page)) for i, page in enumerate(pages)],
+            )
+
+        await self._write(op)
+
+    async def pages(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._read(
+            "SELECT data FROM pages WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (job_id, offset, limit)
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def page_count(self, job_id: str) -> int:
+        rows = await self._read("SELECT count(*) FROM pages WHERE job_id = ?", (job_id,))
+        return int(rows[0][0])
+
+    async def page_urls(self, job_id: str) -> list[str]:
+        rows = await self._read("SELECT url FROM pages WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [r[0] for r in rows]

@@ -1,0 +1,109 @@
+"""The housekeeping half of SqliteStore: recovering dead workers' jobs, the expiry sweep, figures."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from litejobs.jobs import Job, JobState
+from litejobs.store import Recovered
+from litejobs.store.sqlite_rows import JOB_COLUMNS, dumps, end_attempt, job_of_row
+
+
+class Housekeeping:
+    """Mixed into SqliteStore."""
+
+    if TYPE_CHECKING:
+
+        async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> Any: ...
+
+        async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
+
+    async def recover_expired(
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+    ) -> Recovered:
+        dead = dead_owners or []
+
+        def op(conn: sqlite3.Connection) -> Recovered:
+            marks = ",".join("?" * len(dead))
+            owner_clause = f" OR lease_owner IN ({marks})" if dead else ""
+            rows = conn.execute(
+                f"SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
+                f"AND (lease_until < ?{owner_clause})",
+                (now_ms, *dead),
+            ).fetchall()
+            recovered = Recovered([], [])
+            for row in rows:
+                self._recover_one(conn, row, now_ms, max_recoveries, recovered)
+            return recovered
+
+        return await self._write(op)
+
+    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= ? LIMIT ?) RETURNING id",
+                (now_ms, limit),
+            ).fetchall()
+            return [r["id"] for r in rows]
+
+        return await self._write(op)
+
+    async def next_run_at(self) -> int | None:
+        rows = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'delayed'")
+        return rows[0][0] if rows else None
+
+    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
+        """The owner's jobs updated at or after `since_ms`, oldest change first (event-stream resume)."""
+        rows = await self._read(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND updated_at >= ? ORDER BY updated_at, seq LIMIT ?",
+            (owner, since_ms, limit),
+        )
+        return [job_of_row(r) for r in rows]
+
+    async def active_owners(self) -> list[str]:
+        rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
+        return [r[0] for r in rows if r[0]]
+
+    async def stats(self, now_ms: int) -> dict[str, Any]:
+        counts = {state.value: 0 for state in JobState}
+        for row in await self._read("SELECT status, count(*) FROM jobs GROUP BY status"):
+            counts[row[0]] = row[1]
+        oldest = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'waiting'")
+        oldest_ms = oldest[0][0] if oldest else None
+        return {
+            "counts": counts,
+            "queue_depth": counts["waiting"] + counts["delayed"],
+            "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
+        }
+
+    async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
+        rows = await self._read("SELECT status, kind, count(*) FROM jobs GROUP BY status, kind")
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    @staticmethod
+    def _recover_one(
+        conn: sqlite3.Connection, row: sqlite3.Row, now_ms: int, max_recoveries: int, out: Recovered
+    ) -> None:
+        recoveries = row["recoveries"] + 1
+        if recoveries > max_recoveries:
+            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
+        elif row["attempts"] >= row["max_attempts"]:
+            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
+        else:
+            conn.execute(
+                "UPDATE jobs SET status = 'waiting', recoveries = ?, lease_until = NULL, lease_owner = NULL, "
+                "updated_at = ? WHERE id = ? AND status = 'active'",
+                (recoveries, now_ms, row["id"]),
+            )
+            end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
+            out.requeued.append(row["id"])
+            return
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', recoveries = ?, error = ?, completed_at = ?, updated_at = ?, "
+            "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active'",
+            (recoveries, dumps(error), now_ms, now_ms, now_ms, row["id"]),
+        )
+        end_attempt(conn, row["id"], now_ms, "lost", error)
+        out.failed.append(row["id"])

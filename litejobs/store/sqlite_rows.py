@@ -1,0 +1,106 @@
+"""Rows and statements shared by the SQLite store's modules: job columns, JSON, guards, attempts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from litejobs.jobs import Job, JobState, sources_of
+
+JOB_COLUMNS = (
+    "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
+    "timeout_s, recoveries, lease_until, lease_owner, progress, error, result_available, "
+    "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
+)
+QUEUED = "('waiting', 'delayed')"
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_of_row(row: sqlite3.Row) -> Job:
+    job = Job(
+        id=row["id"],
+        kind=row["kind"],
+        status=JobState(row["status"]),
+        input=json.loads(row["input"]),
+        owner=row["owner"],
+        meta=json.loads(row["meta"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_s=float(row["timeout_s"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        expires_at=row["expires_at"],
+        lease_until=row["lease_until"],
+        progress=loads(row["progress"]),
+        error=loads(row["error"]),
+        webhook=loads(row["webhook"]),
+        recoveries=row["recoveries"],
+        result_available=bool(row["result_available"]),
+    )
+    job.seq = row["seq"]  # type: ignore[attr-defined]
+    job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
+    return job
+
+
+def read_rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def fetch_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else job_of_row(row)
+
+
+def statements_of(script: str) -> list[str]:
+    """Split a migration into statements; sqlite3.complete_statement knows comments and triggers."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(part.strip().startswith("--") for part in buffer.strip().splitlines()):
+        raise ValueError(f"incomplete SQL statement in a migration: {buffer.strip()[:80]}")
+    return statements
+
+
+def guarded_status(target: JobState) -> str:
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
+
+
+def end_attempt(conn: sqlite3.Connection, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
+    conn.execute(
+        "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE job_id = ? AND ended_at IS NULL",
+        (now_ms, outcome, None if error is None else dumps(error), job_id),
+    )
+
+
+def claimable(candidates: list[sqlite3.Row], idle: bool) -> list[int]:
+    """The seqs to claim of the due jobs, in claim order. A job that was running when its worker
+    died (recoveries > 0) may have killed it: it runs alone, claimed only by an idle caller, so that
+    another crash is charged to it and not to jobs beside it. Claims stop at it meanwhile, so the
+    queue drains towards it instead of passing it by for ever."""
+    chosen: list[int] = []
+    for row in candidates:
+        if row["recoveries"] > 0:
+            if not chosen and idle:
+                chosen.append(row["seq"])
+            break
+        chosen.append(row["seq"])
+    return chosen
