@@ -1,5 +1,6 @@
-"""Hostile input the API tests do not already send: bodies too big to read, traversal in file names,
-huge headers, non-object JSON on every POST route, odd numbers, and one key peeking at another's events.
+"""Hostile input: target sites that misbehave through a whole job, and requests the API tests do not
+already send (bodies too big to read, traversal in file names, huge headers, non-object JSON on every
+POST route, odd numbers, one key peeking at another's events).
 
 (CRLF in headers, deep JSON, bad UTF-8, batches of 1001 and the 2 MB body are in tests/test_api.py;
 tests/test_schema_fuzz.py sends generated requests to every documented operation.)
@@ -7,21 +8,182 @@ tests/test_schema_fuzz.py sends generated requests to every documented operation
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import http.client
 import json
 import socket
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from starlette.routing import Mount, Route
 
-from tests.support import Http, ServerThread, make_config
+from tests.support import Http, LoopThread, ServerThread, TargetSite, make_config
 
 KEYS = ("alice-key", "bob-key")
 FAKE_JOB = "job_" + "0" * 32
+
+
+def html(text: str = "<p>ok</p>") -> web.Response:
+    return web.Response(text=text, content_type="text/html")
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+# --- targets that misbehave, through a whole job -------------------------------------------------------
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """About 100 KB of gzip that inflates to 100 MB of zeros."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = bytes(1024 * 1024)
+    return b"".join(packer.compress(chunk) for _ in range(100)) + packer.flush()
+
+
+async def never_answers(request: web.Request) -> web.Response:
+    await asyncio.sleep(30)
+    return html()
+
+
+async def one_byte_a_second(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Length": "30"})
+    await response.prepare(request)
+    for _ in range(30):
+        await response.write(b"x")
+        await asyncio.sleep(1)
+    return response
+
+
+async def fifty_megabytes(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/html"})  # chunked: no size announced
+    await response.prepare(request)
+    for _ in range(50):
+        try:
+            await response.write(b"x" * 1024 * 1024)
+        except ConnectionError:
+            break
+    return response
+
+
+async def redirect_loop(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/loop")
+
+
+async def gzip_bomb_page(request: web.Request) -> web.Response:
+    return web.Response(body=gzip_bomb(), headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+
+
+async def unknown_charset(request: web.Request) -> web.Response:
+    body = "<p>naïve café</p>".encode() + b"<p>\xff</p>"
+    return web.Response(body=body, headers={"Content-Type": "text/html; charset=klingon"})
+
+
+RAW_REPLIES = {
+    "reset": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000,
+    "garbage": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "silence": b"",
+}
+
+
+class RawServers:
+    """TCP servers on 127.0.0.1 that read a request, send raw bytes, then reset the connection."""
+
+    def __init__(self) -> None:
+        self.loop = LoopThread("raw-servers")
+        self._servers: list[asyncio.Server] = []
+        self.urls = {name: self.loop.call(self._start(reply)) for name, reply in RAW_REPLIES.items()}
+
+    async def _start(self, reply: bytes) -> str:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+            # linger 0: close() sends a TCP RST instead of a FIN
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            writer.transport.abort()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        self._servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for server in self._servers:
+                server.close()
+                await server.wait_closed()
+
+        self.loop.call(stop())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def targets() -> Iterator[dict[str, str]]:
+    site, raw = TargetSite(), RawServers()
+    handlers = {
+        "never_answers": never_answers,
+        "one_byte_a_second": one_byte_a_second,
+        "fifty_megabytes": fifty_megabytes,
+        "loop": redirect_loop,
+        "gzip_bomb": gzip_bomb_page,
+        "unknown_charset": unknown_charset,
+    }
+    urls = {name: site.add(f"/{name}", handler) for name, handler in handlers.items()}
+    yield {**urls, **raw.urls}
+    raw.close()
+    site.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    with ServerThread(make_config(tmp_path_factory.mktemp("targets"))) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("target", "timeout_s", "status", "code"),
+    [
+        ("never_answers", 1, "failed", "timeout"),
+        ("one_byte_a_second", 2, "failed", "timeout"),
+        ("fifty_megabytes", 30, "failed", "body_too_large"),
+        ("loop", 30, "failed", "too_many_redirects"),
+        ("gzip_bomb", 30, "failed", "body_too_large"),
+        ("unknown_charset", 30, "completed", None),
+        ("reset", 30, "failed", "network_error"),
+        ("garbage", 30, "failed", "network_error"),
+        ("silence", 30, "failed", "network_error"),
+    ],
+)
+def test_a_misbehaving_target_ends_its_job_with_a_clear_code_and_frees_the_worker(
+    shared_server: ServerThread, targets: dict[str, str], target: str, timeout_s: int, status: str, code: str | None
+) -> None:
+    http = shared_server.http
+    started = time.monotonic()
+    job = http.wait(
+        http.submit({"url": targets[target], "output": ["text"]}, timeout_s=timeout_s, max_attempts=1)["job_id"]
+    )
+    assert job["status"] == status and time.monotonic() - started < timeout_s + 5
+    if code is None:
+        text = http.get(f"/v1/jobs/{job['job_id']}/result").json["outputs"]["text"]
+        assert text.startswith("naïve café") and "\ufffd" in text
+    else:
+        assert job["error"]["code"] == code and len(job["error"]["message"]) > 20, job["error"]
+    assert wait_until(lambda: http.get("/v1/stats").json["workers"]["busy"] == 0, 5)
+
+
+# --- requests that misbehave ---------------------------------------------------------------------------
 
 
 @pytest.fixture
