@@ -330,6 +330,8 @@ def test_keys_guard_every_route_but_healthz(tmp_path: Path, store_url: str, site
         anonymous = Http(server.base_url)
         alice, bob = Http(server.base_url, "alice-key"), Http(server.base_url, "bob-key")
         assert anonymous.get("/healthz").status == 200
+        assert anonymous.get("/readyz").status == 401 and anonymous.get("/openapi.json").status == 401
+        assert alice.get("/readyz").status == 200 and alice.get("/openapi.json").status == 200
         no_key = anonymous.get("/v1/jobs")
         assert no_key.status == 401 and error_of(no_key)["code"] == "unauthorized"
         assert Http(server.base_url, "mallory").get("/v1/jobs").status == 401

@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from litejobs.api.http import app_of
 from litejobs.api.openapi import openapi_document
+from litejobs.api.v1 import owner
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -37,12 +38,14 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    owner(request)  # API.md: every route but /healthz needs a key when keys are configured
     checks = app_of(request).readiness()
     ready = checks["store"] and (checks["workers"] or not app_of(request).config.queue.enabled)
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 
 async def openapi(request: Request) -> Response:
+    owner(request)
     return JSONResponse(openapi_document())
 
 
