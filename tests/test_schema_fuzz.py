@@ -122,7 +122,9 @@ def explore(operation: Any, mode: Any, base_url: str, path_parameters: dict[str,
 
 
 def test_generated_requests_get_no_5xx_and_answers_that_match_the_document(sealed: ServerThread) -> None:
-    schema = schemathesis.openapi.from_url(f"{sealed.base_url}/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    schema = schemathesis.openapi.from_url(
+        f"{sealed.base_url}/openapi.json", headers={"Authorization": f"Bearer {KEY}"}
+    )
     jobs = known_jobs(sealed.http)
     started = time.monotonic()
     failures: dict[str, str] = {}
