@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 from litejobs.jobs import Job, JobState, sources_of
+from litejobs.store.rows import dumps, job_of_row, loads  # noqa: F401  (re-exported)
 
 JOB_COLUMNS = (
     "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
@@ -14,44 +14,6 @@ JOB_COLUMNS = (
     "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
 )
 QUEUED = "('waiting', 'delayed')"
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def job_of_row(row: sqlite3.Row) -> Job:
-    job = Job(
-        id=row["id"],
-        kind=row["kind"],
-        status=JobState(row["status"]),
-        input=json.loads(row["input"]),
-        owner=row["owner"],
-        meta=json.loads(row["meta"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        timeout_s=float(row["timeout_s"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        run_at=row["run_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        expires_at=row["expires_at"],
-        lease_until=row["lease_until"],
-        progress=loads(row["progress"]),
-        error=loads(row["error"]),
-        webhook=loads(row["webhook"]),
-        recoveries=row["recoveries"],
-        result_available=bool(row["result_available"]),
-    )
-    job.seq = row["seq"]  # type: ignore[attr-defined]
-    job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
-    return job
 
 
 def read_rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:

@@ -1,0 +1,47 @@
+"""Job rows as both stores return them: JSON columns and the Job they make; no SQL here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litejobs.jobs import Job, JobState
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_of_row(row: Any) -> Job:
+    """A job from a row of either store (sqlite3.Row and asyncpg.Record both map by name)."""
+    job = Job(
+        id=row["id"],
+        kind=row["kind"],
+        status=JobState(row["status"]),
+        input=json.loads(row["input"]),
+        owner=row["owner"],
+        meta=json.loads(row["meta"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_s=float(row["timeout_s"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        expires_at=row["expires_at"],
+        lease_until=row["lease_until"],
+        progress=loads(row["progress"]),
+        error=loads(row["error"]),
+        webhook=loads(row["webhook"]),
+        recoveries=row["recoveries"],
+        result_available=bool(row["result_available"]),
+    )
+    job.seq = row["seq"]  # type: ignore[attr-defined]
+    job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
+    return job
