@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 
 import uvicorn
@@ -64,7 +65,9 @@ async def _announce_when_started(server: uvicorn.Server) -> None:
         for sock in listener.sockets:
             host, port = sock.getsockname()[:2]
             # one line a script can wait for and parse, flushed at once
-            print(f"litejobs listening on http://{host}:{port}", flush=True)
+            # one write, so a log line from the writer thread cannot land inside it
+            sys.stdout.write(f"litejobs listening on http://{host}:{port}\n")
+            sys.stdout.flush()
 
 
 def run(config: Config) -> None:

@@ -10,6 +10,7 @@ import collections
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -257,8 +258,9 @@ class ServerProcess:
             if not line:
                 break
             self.output.append(line)
-            if line.startswith("litejobs listening on "):
-                return line.split()[-1]
+            found = re.search(r"litejobs listening on (http://[\d.]+:\d+)", line)
+            if found:
+                return found.group(1)
         self.proc.kill()
         self.proc.wait(10)
         self.proc.stdout.close()
