@@ -5,28 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from litejobs.store import Delivery
-from litejobs.store.sqlite_webhooks import new_delivery_id
-
-_COLUMNS = (
-    "seq, id, job_id, event, url, payload, state, attempts, next_at, last_status, last_error, created_at, updated_at"
-)
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        job_id=row["job_id"],
-        event=row["event"],
-        url=row["url"],
-        payload=bytes(row["payload"]),
-        state=row["state"],
-        attempts=row["attempts"],
-        next_at=row["next_at"],
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+from litejobs.store.rows import DELIVERY_COLUMNS, delivery_of_row, new_delivery_id
 
 
 class WebhookDeliveries:
@@ -40,7 +19,7 @@ class WebhookDeliveries:
     async def add_delivery(self, job_id: str, event: str, url: str, payload: bytes, now_ms: int) -> Delivery:
         rows = await self._fetch(
             "INSERT INTO webhook_deliveries (id, job_id, event, url, payload, state, next_at, created_at, "
-            f"updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) RETURNING {_COLUMNS}",
+            f"updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6) RETURNING {DELIVERY_COLUMNS}",
             new_delivery_id(),
             job_id,
             event,
@@ -48,18 +27,18 @@ class WebhookDeliveries:
             payload,
             now_ms,
         )
-        return _delivery(rows[0])
+        return delivery_of_row(rows[0])
 
     async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
         rows = await self._fetch(
             "UPDATE webhook_deliveries SET next_at = $1 WHERE seq IN (SELECT seq FROM webhook_deliveries "
             "WHERE state = 'pending' AND next_at <= $2 ORDER BY next_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
-            f"AND state = 'pending' AND next_at <= $2 RETURNING {_COLUMNS}",
+            f"AND state = 'pending' AND next_at <= $2 RETURNING {DELIVERY_COLUMNS}",
             now_ms + lease_ms,
             now_ms,
             limit,
         )
-        return [_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
+        return [delivery_of_row(r) for r in sorted(rows, key=lambda r: r["seq"])]
 
     async def record_delivery(
         self,
@@ -92,9 +71,11 @@ class WebhookDeliveries:
 
     async def deliveries(self, job_id: str, limit: int) -> list[Delivery]:
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE job_id = $1 ORDER BY seq DESC LIMIT $2", job_id, limit
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = $1 ORDER BY seq DESC LIMIT $2",
+            job_id,
+            limit,
         )
-        return [_delivery(r) for r in reversed(rows)]
+        return [delivery_of_row(r) for r in reversed(rows)]
 
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self._fetch("SELECT state, count(*) FROM webhook_deliveries GROUP BY state")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from litejobs.jobs import Job, JobState
+from litejobs.store import Delivery
 
 
 def loads(text: str | None) -> Any:
@@ -45,3 +47,29 @@ def job_of_row(row: Any) -> Job:
     job.seq = row["seq"]  # type: ignore[attr-defined]
     job.request_hash = row["request_hash"]  # type: ignore[attr-defined]
     return job
+
+
+DELIVERY_COLUMNS = (
+    "seq, id, job_id, event, url, payload, state, attempts, next_at, last_status, last_error, created_at, updated_at"
+)
+
+
+def new_delivery_id() -> str:
+    return "dlv_" + secrets.token_hex(12)
+
+
+def delivery_of_row(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        job_id=row["job_id"],
+        event=row["event"],
+        url=row["url"],
+        payload=bytes(row["payload"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        next_at=row["next_at"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

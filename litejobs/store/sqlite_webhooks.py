@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from litejobs.store import Delivery
-
-_COLUMNS = (
-    "seq, id, job_id, event, url, payload, state, attempts, next_at, last_status, last_error, created_at, updated_at"
-)
-
-
-def new_delivery_id() -> str:
-    return "dlv_" + secrets.token_hex(12)
-
-
-def _delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        job_id=row["job_id"],
-        event=row["event"],
-        url=row["url"],
-        payload=bytes(row["payload"]),
-        state=row["state"],
-        attempts=row["attempts"],
-        next_at=row["next_at"],
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+from litejobs.store.rows import DELIVERY_COLUMNS, delivery_of_row, new_delivery_id
 
 
 class WebhookDeliveries:
@@ -49,10 +24,10 @@ class WebhookDeliveries:
         def op(conn: sqlite3.Connection) -> Delivery:
             row = conn.execute(
                 "INSERT INTO webhook_deliveries (id, job_id, event, url, payload, state, next_at, created_at, "
-                f"updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING {_COLUMNS}",
+                f"updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING {DELIVERY_COLUMNS}",
                 (new_delivery_id(), job_id, event, url, payload, now_ms, now_ms, now_ms),
             ).fetchone()
-            return _delivery(row)
+            return delivery_of_row(row)
 
         return await self._write(op)  # type: ignore[no-any-return]
 
@@ -61,10 +36,10 @@ class WebhookDeliveries:
             rows = conn.execute(
                 "UPDATE webhook_deliveries SET next_at = ? WHERE seq IN (SELECT seq FROM webhook_deliveries "
                 "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT ?) "
-                f"AND state = 'pending' AND next_at <= ? RETURNING {_COLUMNS}",
+                f"AND state = 'pending' AND next_at <= ? RETURNING {DELIVERY_COLUMNS}",
                 (now_ms + lease_ms, now_ms, limit, now_ms),
             ).fetchall()
-            return [_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
+            return [delivery_of_row(r) for r in sorted(rows, key=lambda r: r["seq"])]
 
         return await self._write(op)  # type: ignore[no-any-return]
 
@@ -101,9 +76,10 @@ class WebhookDeliveries:
 
     async def deliveries(self, job_id: str, limit: int) -> list[Delivery]:
         rows = await self._read(
-            f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE job_id = ? ORDER BY seq DESC LIMIT ?", (job_id, limit)
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = ? ORDER BY seq DESC LIMIT ?",
+            (job_id, limit),
         )
-        return [_delivery(r) for r in reversed(rows)]
+        return [delivery_of_row(r) for r in reversed(rows)]
 
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self._read("SELECT state, count(*) FROM webhook_deliveries GROUP BY state")
