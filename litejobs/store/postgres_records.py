@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Attempt, Job, JobResult, JobState
 from litejobs.store import StoredFile
-from litejobs.store.rows import dumps, job_of_row, loads
+from litejobs.store.rows import dumps, job_of_row, loads, stats_of
 
 JOB_COLUMNS = (
     "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
@@ -103,16 +103,9 @@ class Records:
         return [r[0] for r in rows if r[0]]
 
     async def stats(self, now_ms: int) -> dict[str, Any]:
-        counts = {state.value: 0 for state in JobState}
-        for row in await self._fetch("SELECT status, count(*) FROM jobs GROUP BY status"):
-            counts[row[0]] = row[1]
+        by_status = await self._fetch("SELECT status, count(*) FROM jobs GROUP BY status")
         oldest = await self._fetch("SELECT min(run_at) FROM jobs WHERE status = 'waiting'")
-        oldest_ms = oldest[0][0] if oldest else None
-        return {
-            "counts": counts,
-            "queue_depth": counts["waiting"] + counts["delayed"],
-            "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
-        }
+        return stats_of([(r[0], r[1]) for r in by_status], oldest[0][0] if oldest else None, now_ms)
 
     async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
         rows = await self._fetch("SELECT status, kind, count(*) FROM jobs GROUP BY status, kind")

@@ -73,3 +73,15 @@ def delivery_of_row(row: Any) -> Delivery:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def stats_of(status_counts: list[Any], oldest_waiting_ms: int | None, now_ms: int) -> dict[str, Any]:
+    """GET /v1/stats figures from `(status, count)` rows and the oldest waiting job's run_at."""
+    counts = {state.value: 0 for state in JobState}
+    for status, count in status_counts:
+        counts[status] = count
+    return {
+        "counts": counts,
+        "queue_depth": counts["waiting"] + counts["delayed"],
+        "oldest_waiting_age_s": None if oldest_waiting_ms is None else max(0.0, (now_ms - oldest_waiting_ms) / 1000),
+    }

@@ -6,8 +6,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from litejobs.jobs import Job, JobState
+from litejobs.jobs import Job
 from litejobs.store import Recovered
+from litejobs.store.rows import stats_of
 from litejobs.store.sqlite_rows import JOB_COLUMNS, dumps, end_attempt, job_of_row
 
 
@@ -67,16 +68,9 @@ class Housekeeping:
         return [r[0] for r in rows if r[0]]
 
     async def stats(self, now_ms: int) -> dict[str, Any]:
-        counts = {state.value: 0 for state in JobState}
-        for row in await self._read("SELECT status, count(*) FROM jobs GROUP BY status"):
-            counts[row[0]] = row[1]
+        by_status = await self._read("SELECT status, count(*) FROM jobs GROUP BY status")
         oldest = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'waiting'")
-        oldest_ms = oldest[0][0] if oldest else None
-        return {
-            "counts": counts,
-            "queue_depth": counts["waiting"] + counts["delayed"],
-            "oldest_waiting_age_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
-        }
+        return stats_of([(r[0], r[1]) for r in by_status], oldest[0][0] if oldest else None, now_ms)
 
     async def counts_by_status_kind(self) -> dict[tuple[str, str], int]:
         rows = await self._read("SELECT status, kind, count(*) FROM jobs GROUP BY status, kind")
