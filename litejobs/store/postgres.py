@@ -18,9 +18,10 @@ from typing import Any
 
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull
 from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
-from litejobs.store import Recovered, Submitted
-from litejobs.store.postgres_records import JOB_COLUMNS, Records, dumps, job_of
-from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS, SWEEP_LOCK, WORK_CHANNEL
+from litejobs.store import Submitted
+from litejobs.store.postgres_housekeeping import Housekeeping
+from litejobs.store.postgres_records import JOB_COLUMNS, Records, dumps, end_attempt, job_of, notify_work
+from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS, WORK_CHANNEL
 from litejobs.store.postgres_webhooks import WebhookDeliveries
 
 try:
@@ -65,21 +66,6 @@ def _guarded_status(target: JobState) -> str:
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
 
 
-async def _end_attempt(conn: Any, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
-    await conn.execute(
-        "UPDATE attempts SET ended_at = $1, outcome = $2, error = $3 WHERE job_id = $4 AND ended_at IS NULL",
-        now_ms,
-        outcome,
-        None if error is None else dumps(error),
-        job_id,
-    )
-
-
-async def _notify_work(conn: Any) -> None:
-    # sent at commit, and only then: a listener never wakes for a job it cannot see yet
-    await conn.execute(f"NOTIFY {WORK_CHANNEL}")
-
-
 async def migrate(conn: Any) -> int:
     """Bring the database to the latest schema; one node at a time (the others wait, then find
     nothing to do). Returns the version it is at."""
@@ -98,7 +84,7 @@ async def migrate(conn: Any) -> int:
         return len(MIGRATIONS)
 
 
-class PostgresStore(Records, WebhookDeliveries):
+class PostgresStore(Records, Housekeeping, WebhookDeliveries):
     """A connection pool for statements, and one more connection that LISTENs for new work."""
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
@@ -164,7 +150,7 @@ class PostgresStore(Records, WebhookDeliveries):
                 depth = await self._queue_depth(conn, fresh, max_depth)
                 if depth > max_depth:
                     raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
-                await _notify_work(conn)
+                await notify_work(conn)
             return out
 
     async def _queue_depth(self, conn: Any, fresh: int, max_depth: int) -> int:
@@ -277,7 +263,7 @@ class PostgresStore(Records, WebhookDeliveries):
                 dumps(result.outputs),
                 dumps(result.stats),
             )
-            await _end_attempt(conn, job_id, now_ms, result.status.value, None)
+            await end_attempt(conn, job_id, now_ms, result.status.value, None)
             return job_of(row)
 
     async def fail(
@@ -305,7 +291,7 @@ class PostgresStore(Records, WebhookDeliveries):
             row = await conn.fetchrow(f"{sql} RETURNING {JOB_COLUMNS}", *params)
             if row is None:
                 return None
-            await _end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
+            await end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
             return job_of(row)
 
     async def release(self, job_ids: list[str], worker_id: str, now_ms: int) -> None:
@@ -323,7 +309,7 @@ class PostgresStore(Records, WebhookDeliveries):
             released = [r["id"] for r in rows]
             if released:
                 await conn.execute("DELETE FROM attempts WHERE job_id = ANY($1::text[]) AND ended_at IS NULL", released)
-                await _notify_work(conn)
+                await notify_work(conn)
 
     async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None:
         await self._fetch(
@@ -351,7 +337,7 @@ class PostgresStore(Records, WebhookDeliveries):
                 expires_at_ms,
                 job_id,
             )
-            await _end_attempt(conn, job_id, now_ms, "cancelled", None)
+            await end_attempt(conn, job_id, now_ms, "cancelled", None)
             return job_of(row), JobState(was)
 
     async def retry(self, job_id: str, now_ms: int) -> Job:
@@ -370,66 +356,5 @@ class PostgresStore(Records, WebhookDeliveries):
             )
             await conn.execute("DELETE FROM results WHERE job_id = $1", job_id)
             await conn.execute("DELETE FROM pages WHERE job_id = $1", job_id)
-            await _notify_work(conn)
+            await notify_work(conn)
             return job_of(row)
-
-    # --- housekeeping ------------------------------------------------------------------------
-
-    async def recover_expired(
-        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
-    ) -> Recovered:
-        """Any node recovers any node's expired leases; rows another node is recovering are skipped."""
-        recovered = Recovered([], [])
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
-                "AND (lease_until < $1 OR lease_owner = ANY($2::text[])) FOR UPDATE SKIP LOCKED",
-                now_ms,
-                dead_owners or [],
-            )
-            for row in rows:
-                await self._recover_one(conn, row, now_ms, max_recoveries, recovered)
-            if recovered.requeued:
-                await _notify_work(conn)
-        return recovered
-
-    @staticmethod
-    async def _recover_one(conn: Any, row: Any, now_ms: int, max_recoveries: int, out: Recovered) -> None:
-        recoveries = row["recoveries"] + 1
-        if recoveries > max_recoveries:
-            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
-        elif row["attempts"] >= row["max_attempts"]:
-            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
-        else:
-            await conn.execute(
-                "UPDATE jobs SET status = 'waiting', recoveries = $1, lease_until = NULL, lease_owner = NULL, "
-                "updated_at = $2 WHERE id = $3 AND status = 'active'",
-                recoveries,
-                now_ms,
-                row["id"],
-            )
-            await _end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
-            out.requeued.append(row["id"])
-            return
-        await conn.execute(
-            "UPDATE jobs SET status = 'failed', recoveries = $1, error = $2, completed_at = $3, updated_at = $3, "
-            "expires_at = $3, lease_until = NULL WHERE id = $4 AND status = 'active'",
-            recoveries,
-            dumps(error),
-            now_ms,
-            row["id"],
-        )
-        await _end_attempt(conn, row["id"], now_ms, "lost", error)
-        out.failed.append(row["id"])
-
-    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
-        """One node sweeps at a time: the others find the advisory lock taken and sweep nothing."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
-                return []
-            rows = await conn.fetch(
-                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= $1 LIMIT $2) RETURNING id",
-                now_ms,
-                limit,
-            )
-            return [r["id"] for r in rows]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Attempt, Job, JobResult, JobState
 from litejobs.store import StoredFile
+from litejobs.store.postgres_schema import WORK_CHANNEL
 from litejobs.store.rows import dumps, job_of_row, loads, stats_of
 
 JOB_COLUMNS = (
@@ -17,6 +18,21 @@ JOB_COLUMNS = (
 
 
 job_of = job_of_row
+
+
+async def end_attempt(conn: Any, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
+    await conn.execute(
+        "UPDATE attempts SET ended_at = $1, outcome = $2, error = $3 WHERE job_id = $4 AND ended_at IS NULL",
+        now_ms,
+        outcome,
+        None if error is None else dumps(error),
+        job_id,
+    )
+
+
+async def notify_work(conn: Any) -> None:
+    # sent at commit, and only then: a listener never wakes for a job it cannot see yet
+    await conn.execute(f"NOTIFY {WORK_CHANNEL}")
 
 
 class Records:

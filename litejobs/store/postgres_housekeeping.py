@@ -1,0 +1,75 @@
+"""The housekeeping half of PostgresStore: recovering dead nodes' jobs, and the expiry sweep."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litejobs.store import Recovered
+from litejobs.store.postgres_records import dumps, end_attempt, notify_work
+from litejobs.store.postgres_schema import SWEEP_LOCK
+
+
+class Housekeeping:
+    """Mixed into PostgresStore."""
+
+    if TYPE_CHECKING:
+        _pool: Any
+
+    async def recover_expired(
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+    ) -> Recovered:
+        """Any node recovers any node's expired leases; rows another node is recovering are skipped."""
+        recovered = Recovered([], [])
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
+                "AND (lease_until < $1 OR lease_owner = ANY($2::text[])) FOR UPDATE SKIP LOCKED",
+                now_ms,
+                dead_owners or [],
+            )
+            for row in rows:
+                await self._recover_one(conn, row, now_ms, max_recoveries, recovered)
+            if recovered.requeued:
+                await notify_work(conn)
+        return recovered
+
+    @staticmethod
+    async def _recover_one(conn: Any, row: Any, now_ms: int, max_recoveries: int, out: Recovered) -> None:
+        recoveries = row["recoveries"] + 1
+        if recoveries > max_recoveries:
+            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
+        elif row["attempts"] >= row["max_attempts"]:
+            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
+        else:
+            await conn.execute(
+                "UPDATE jobs SET status = 'waiting', recoveries = $1, lease_until = NULL, lease_owner = NULL, "
+                "updated_at = $2 WHERE id = $3 AND status = 'active'",
+                recoveries,
+                now_ms,
+                row["id"],
+            )
+            await end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
+            out.requeued.append(row["id"])
+            return
+        await conn.execute(
+            "UPDATE jobs SET status = 'failed', recoveries = $1, error = $2, completed_at = $3, updated_at = $3, "
+            "expires_at = $3, lease_until = NULL WHERE id = $4 AND status = 'active'",
+            recoveries,
+            dumps(error),
+            now_ms,
+            row["id"],
+        )
+        await end_attempt(conn, row["id"], now_ms, "lost", error)
+        out.failed.append(row["id"])
+
+    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
+        """One node sweeps at a time: the others find the advisory lock taken and sweep nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
+                return []
+            rows = await conn.fetch(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= $1 LIMIT $2) RETURNING id",
+                now_ms,
+                limit,
+            )
+            return [r["id"] for r in rows]
