@@ -7,6 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 
@@ -83,8 +84,15 @@ def iso_ms(epoch_ms: int | None) -> str | None:
     """Epoch milliseconds → `2026-11-22T10:00:00.123Z`."""
     if epoch_ms is None:
         return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_iso_second(seconds)}{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(epoch_s: int) -> str:
+    """`2026-11-22T10:00:00.` for one second: strftime cost 12 µs a call, six per job body; jobs
+    come in bursts that share their seconds."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 @dataclass(frozen=True)

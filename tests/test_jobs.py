@@ -53,4 +53,7 @@ def test_job_ids_are_128_random_bits() -> None:
 
 def test_times_are_utc_iso_with_milliseconds() -> None:
     assert iso_ms(1_795_000_000_123) == "2026-11-18T11:06:40.123Z"
+    assert iso_ms(1_795_000_000_000) == "2026-11-18T11:06:40.000Z"
+    assert iso_ms(1_795_000_000_999) == "2026-11-18T11:06:40.999Z"
+    assert iso_ms(1_795_000_001_007) == "2026-11-18T11:06:41.007Z"  # the next second, not the cached one
     assert iso_ms(None) is None
