@@ -19,6 +19,7 @@ from litejobs.browser_actions import capture, run_actions
 from litejobs.browser_guard import PolicyLike, RequestGuard
 from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spawn_chromium
 from litejobs.config import BrowserConfig
+from litejobs.egress_proxy import EgressProxy, HostRules, Resolver, system_resolve
 from litejobs.errors import BlockedAddress, BrowserCrashed, BrowserError, BrowserUnavailable
 from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult
 
@@ -34,12 +35,15 @@ __all__ = [
     "find_chromium",
 ]
 
-#: production: resolve every host but those Chromium phones home to on its own (notes §11)
+#: production: resolve every host but those Chromium phones home to on its own (notes §11; with the egress
+#: proxy it also probes connectivitycheck.gstatic.com). The egress proxy applies these rules: Chromium itself
+#: resolves no destination once it has a SOCKS5 proxy.
 SERVICE_HOST_RULES = (
     "MAP accounts.google.com ~NOTFOUND, MAP update.googleapis.com ~NOTFOUND, MAP clients2.google.com ~NOTFOUND, "
-    "MAP clientservices.googleapis.com ~NOTFOUND, MAP safebrowsing.googleapis.com ~NOTFOUND, MAP *.gvt1.com ~NOTFOUND"
+    "MAP clientservices.googleapis.com ~NOTFOUND, MAP safebrowsing.googleapis.com ~NOTFOUND, MAP *.gvt1.com ~NOTFOUND, "
+    "MAP connectivitycheck.gstatic.com ~NOTFOUND"
 )
-#: closed networks and tests: Chromium resolves nothing but loopback, so it makes no outbound lookups
+#: closed networks and tests: nothing but loopback names is resolved, so there are no outbound lookups
 LOOPBACK_ONLY_RULES = "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
 _CLOSE_TIMEOUT_S = 1.0
 #: summing the tree's memory scans all of /proc (about 1 ms per 80 processes), so not after every render
@@ -79,12 +83,16 @@ class BrowserPool:
         *,
         user_agent: str | None = None,
         host_resolver_rules: str = SERVICE_HOST_RULES,
+        resolver: Resolver = system_resolve,
     ) -> None:
+        """`resolver` replaces the system DNS lookup of the egress proxy (tests)."""
         fixes.apply_connection_patches()
         self._config = config
         self._policy = policy
         self._user_agent = user_agent
         self._rules = host_resolver_rules
+        #: every connection of the pool's Chromium goes through it; started with the first launch
+        self._proxy = EgressProxy(policy, resolver=resolver, rules=HostRules(host_resolver_rules))
         self._executable = find_chromium(config.executable)
         self._slots = asyncio.Semaphore(config.max_pages)
         self._lease_lock = asyncio.Lock()
@@ -109,6 +117,7 @@ class BrowserPool:
             await self._close(self._current)
         while self._background:
             await asyncio.wait(set(self._background))
+        await self._proxy.close()
 
     @property
     def available(self) -> bool:
@@ -127,6 +136,8 @@ class BrowserPool:
             "pid": running.process.pid if running else None,
             "user_data_dir": running.process.user_data_dir if running else None,
             **self._stats,
+            "egress_tunnels_open": self._proxy.tunnels_open,
+            "egress_refusals": self._proxy.refusals,
         }
 
     async def render(
@@ -186,7 +197,12 @@ class BrowserPool:
         self._stats["pages_open_peak"] = max(self._stats["pages_open_peak"], self._stats["pages_open"])
 
     async def _drive(self, page: Page, request: RenderRequest) -> RenderResult:
-        guard = RequestGuard(self._policy, request.block, page.mainFrame._id)
+        since = self._proxy.refusals  # refusals of this render's documents come after it
+
+        def refusal(host: str, port: int) -> BlockedAddress | None:
+            return self._proxy.refusal(host, port, after=since)
+
+        guard = RequestGuard(self._policy, request.block, page.mainFrame._id, refusal)
         await fixes.intercept_requests(page, guard.decide)
         await self._prepare(page, request)
         try:
@@ -239,7 +255,8 @@ class BrowserPool:
 
     async def _launch(self) -> _Running:
         cfg = self._config
-        args = chromium_args(self._rules, as_root=os.geteuid() == 0)
+        proxy_port = await self._proxy.start()
+        args = chromium_args(self._rules, as_root=os.geteuid() == 0, proxy_port=proxy_port)
         process = await spawn_chromium(self._executable or "", args, timeout_s=cfg.launch_timeout_s)
         try:
             viewport = {"width": cfg.viewport_width, "height": cfg.viewport_height}

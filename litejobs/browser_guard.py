@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from litejobs.errors import BlockedAddress
+from litejobs.netpolicy import parse_ip
 from litejobs.render_request import BLOCKABLE
+
+#: (host, port) -> the policy's refusal of a connection to it during this render, if the egress proxy refused one
+ProxyRefusal = Callable[[str, int], BlockedAddress | None]
 
 
 class PolicyLike(Protocol):
@@ -16,47 +19,69 @@ class PolicyLike(Protocol):
         """Raise BlockedAddress if jobs may not reach `ip`."""
 
 
-class RequestGuard:
-    """Decides each paused request: abort blocked resource types, then check every address of its host."""
+def _no_refusal(host: str, port: int) -> BlockedAddress | None:
+    return None
 
-    def __init__(self, policy: PolicyLike, block: frozenset[str], main_frame_id: str) -> None:
+
+class RequestGuard:
+    """Decides each paused request: abort blocked resource types, then URLs the policy refuses outright.
+
+    It resolves no names. Every connection Chromium makes goes through the egress proxy
+    (litejobs.egress_proxy), which resolves each name once, checks every address and connects to the address
+    it checked. A second lookup here would cost a DNS round trip and an executor thread per host and page,
+    and could only add an answer that is not the one used: DNS rebinding is exactly that disagreement, so
+    checking here gave no defence the proxy does not give, only a false sense of one. What the guard still
+    checks costs no I/O: the scheme, and an IP-literal host, so a refused literal fails before any
+    connection is tried. It also turns a main-frame document the proxy refused into the render's
+    BlockedAddress, so a refused page fails with `blocked_address` whether the guard or the proxy refused it.
+    """
+
+    def __init__(
+        self,
+        policy: PolicyLike,
+        block: frozenset[str],
+        main_frame_id: str,
+        proxy_refusal: ProxyRefusal = _no_refusal,
+    ) -> None:
         self._policy = policy
         self._blocked_types = {BLOCKABLE[name] for name in block}
         self._main_frame_id = main_frame_id
-        self._addresses: dict[tuple[str, int], list[str]] = {}
+        self._proxy_refusal = proxy_refusal
+        #: (host, port) of each main-frame document requested, redirect hops included
+        self._documents: dict[tuple[str, int], None] = {}
         self.blocked_document: BlockedAddress | None = None
 
     async def decide(self, event: dict[str, Any]) -> str | None:
         if event.get("resourceType") in self._blocked_types:
             return "BlockedByClient"
+        is_main = event.get("resourceType") == "Document" and event.get("frameId") == self._main_frame_id
         try:
-            await self._check(event["request"]["url"])
+            target = self._check(event["request"]["url"])
         except BlockedAddress as exc:
-            is_main = event.get("resourceType") == "Document" and event.get("frameId") == self._main_frame_id
             if is_main and self.blocked_document is None:
                 self.blocked_document = exc
             return "BlockedByClient"
-        except OSError:
-            return "NameNotResolved"
+        if is_main and target is not None:
+            self._documents[target] = None
         return None
 
-    async def _check(self, url: str) -> None:
+    def _check(self, url: str) -> tuple[str, int] | None:
+        """Raise BlockedAddress for a scheme or an IP literal the policy refuses; (host, port) of a network URL."""
         parts = urlsplit(url)
         if parts.scheme in ("data", "blob", "about"):
-            return  # never leaves the browser
+            return None  # never leaves the browser
         if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
             raise BlockedAddress(f"the network policy forbids {parts.scheme}: URLs")
-        port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
-        for ip in await self._resolve(parts.hostname, port):
-            self._policy.check_ip(ip)
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        key = (host, port)
-        if key not in self._addresses:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            self._addresses[key] = sorted({str(info[4][0]).split("%")[0] for info in infos})
-        return self._addresses[key]
+        if parse_ip(parts.hostname) is not None:
+            self._policy.check_ip(parts.hostname)
+        return parts.hostname, parts.port or (443 if parts.scheme in ("https", "wss") else 80)
 
     def raise_if_document_blocked(self) -> None:
+        """Raise the refusal of a main-frame document, by the guard or by the egress proxy, if there was one."""
         if self.blocked_document is not None:
             raise self.blocked_document
+        for host, port in self._documents:
+            refusal = self._proxy_refusal(host, port)
+            if refusal is not None:
+                self.blocked_document = refusal
+                raise refusal

@@ -69,10 +69,22 @@ def _is_script(path: str) -> bool:
 # -- and leaves Chromium running when the server is SIGKILLed. So Chromium is started here and connect()ed.
 
 
-def chromium_args(host_resolver_rules: str, *, as_root: bool) -> list[str]:
-    """Chromium's flags: pyppeteer's defaults, headless, no background traffic, DNS limited by the rules."""
+def chromium_args(host_resolver_rules: str, *, as_root: bool, proxy_port: int | None = None) -> list[str]:
+    """Chromium's flags: pyppeteer's defaults, headless, no background traffic, DNS limited by the rules;
+    with `proxy_port`, every connection goes through the SOCKS5 proxy on 127.0.0.1 (litejobs.egress_proxy)."""
     args = [arg for arg in DEFAULT_ARGS if not arg.startswith("--disable-features=")]
-    args += [*_QUIET_ARGS, f"--host-resolver-rules={host_resolver_rules}"]
+    rules, proxy = host_resolver_rules, []
+    if proxy_port is not None:
+        # With a SOCKS5 proxy Chromium resolves no destination itself: it sends the proxy the name, so the
+        # rules no longer reach page or service hosts (the proxy applies them), and the one address Chromium
+        # still connects to is the proxy's. A rule like "MAP * ~NOTFOUND" matches IP literals too and would
+        # cut Chromium off from the proxy, so 127.0.0.1 is excluded. The rules stay for anything Chromium
+        # might still resolve on its own. `<-loopback>` removes the implicit bypass for localhost and
+        # 127.0.0.0/8, so loopback targets pass the policy too. When the proxy cannot be reached Chromium
+        # fails the request (ERR_PROXY_CONNECTION_FAILED); it never falls back to a direct connection.
+        rules = f"{rules}, EXCLUDE 127.0.0.1" if rules else "EXCLUDE 127.0.0.1"
+        proxy = [f"--proxy-server=socks5://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>"]
+    args += [*_QUIET_ARGS, f"--host-resolver-rules={rules}", *proxy]
     if as_root:
         args.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox on
     return args
