@@ -26,15 +26,15 @@ from litejobs.engine import Engine
 from litejobs.errors import LitejobsError
 from litejobs.events import ChangeFeed
 from litejobs.fetcher import Fetcher
-from litejobs.files import FileArea
+from litejobs.files import DatabaseFiles, DirectoryFiles, FileArea
 from litejobs.jobs import system_clock_ms
 from litejobs.kinds import KindRegistry, builtin_kinds, multi
 from litejobs.logs import RequestLogMiddleware, log_transition
 from litejobs.metrics import Metrics
 from litejobs.netpolicy import NetworkPolicy
 from litejobs.plugins import plugin_kinds
-from litejobs.politeness import HostGate
-from litejobs.store import open_store
+from litejobs.shared_politeness import host_gate_for
+from litejobs.store import Store, open_store
 from litejobs.sweeper import Sweeper
 from litejobs.webhooks import Deliverer, WebhookSender
 from litejobs.worker import Resources, WorkerPool, new_worker_id
@@ -50,6 +50,14 @@ def _browser_pool(config: Config, policy: NetworkPolicy) -> Any:
     except ImportError:  # pyppeteer missing: rendering is reported unavailable, fetch still works
         return None
     return BrowserPool(config.browser, policy, user_agent=None)
+
+
+def _file_area(config: Config, store: Store) -> FileArea:
+    """PostgreSQL without an explicit files_dir keeps artefacts in the database, so that any node
+    serves any node's files; otherwise they are files under files_dir (a folder all nodes mount)."""
+    if config.store.url and not config.store.files_dir and hasattr(store, "put_file_data"):
+        return DatabaseFiles(store)  # type: ignore[arg-type]
+    return DirectoryFiles(config.files_dir)
 
 
 class App:
@@ -68,11 +76,12 @@ class App:
         self.kinds = KindRegistry([*builtin_kinds(), multi.KIND])
         for kind in plugin_kinds(config.kinds, reserved=self.kinds.names()):
             self.kinds.add(kind)
-        self.files = FileArea(config.files_dir)
         self.store = open_store(config.store)
+        self.files = _file_area(config, self.store)
         self.fetcher = Fetcher(config.fetch, self.policy)
         self.browser = _browser_pool(config, self.policy)
-        gate = HostGate(config.crawl.per_host_concurrency, config.crawl.per_host_delay_ms)
+        # on PostgreSQL the per-host limits hold across nodes (in the database); on SQLite, in memory
+        gate = host_gate_for(self.store, config.crawl, node=self.worker_id)
         self.resources = Resources(config, self.fetcher, self.browser, self.files, host_gate=gate)
         self.workers: WorkerPool | None = None
         if config.queue.enabled:
@@ -84,6 +93,11 @@ class App:
             on_work = getattr(self.store, "on_work_available", None)
             if on_work is not None:
                 on_work(self.workers.notify)
+        # ...and when another node changed a job: its waiters and streams re-read it (the metrics,
+        # webhooks and transition logs of that change are the other node's business)
+        on_remote_change = getattr(self.store, "on_remote_change", None)
+        if on_remote_change is not None:
+            on_remote_change(self.feed.poke, self.feed.poke_all)
         self.sweeper = Sweeper(
             self.store,
             self.files,

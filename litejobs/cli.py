@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="copy a SQLite database into an empty PostgreSQL one")
     migrate.add_argument("--from", dest="source", required=True, metavar="SQLITE_PATH")
     migrate.add_argument("--to", dest="target", required=True, metavar="POSTGRESQL_URL")
+    migrate.add_argument("--files-dir", metavar="DIR", help="the SQLite side's files_dir (default: SQLITE_PATH.files)")
+    migrate.add_argument(
+        "--keep-files-in-folder",
+        action="store_true",
+        help="the nodes will share a files_dir: copy the files' records only, not their bytes",
+    )
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
@@ -109,13 +115,30 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         from litejobs.store.transfer import copy_sqlite_to_postgres
 
-        copied = asyncio.run(copy_sqlite_to_postgres(args.source, args.target))
+        file_bytes = not args.keep_files_in_folder
+        copy = copy_sqlite_to_postgres(args.source, args.target, files_dir=args.files_dir, file_bytes=file_bytes)
+        copied = asyncio.run(copy)
     except Exception as exc:  # nothing was committed: the copy is one transaction
         print(f"litejobs: migrate failed, nothing was copied: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    for table, rows in copied.items():
+    for table, rows in copied.rows.items():
         print(f"{table}: {rows} rows")
-    print("copied; now set [store] url to that PostgreSQL URL (and a shared files_dir) and start the nodes")
+    folder = args.files_dir or f"{args.source}.files"
+    if not file_bytes:
+        print(f"copied; now move {folder} to a folder every node mounts, set [store] files_dir to it and url to that")
+        print("PostgreSQL URL, and start the nodes")
+        return EXIT_OK
+    print(f"file bytes: {copied.files} files, {copied.file_bytes} bytes moved into the database from {folder}")
+    from litejobs.files import MAX_DB_FILE_BYTES
+
+    too_large = f"over {MAX_DB_FILE_BYTES // 2**20} MiB, left in the folder"
+    left_out = [("missing from the folder", copied.missing), (too_large, copied.too_large)]
+    for label, names in left_out:
+        if names:
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            print(f"{len(names)} files {label} (they will answer 404): {shown}")
+    print("copied; now set [store] url to that PostgreSQL URL (leave files_dir unset: files are in the database)")
+    print("and start the nodes")
     return EXIT_OK
 
 

@@ -39,10 +39,14 @@ class StoreConfig:
     #: terminal jobs (and their files) are deleted this long after they end
     retention_s: float = 86400.0
     sweep_interval_s: float = 60.0
-    #: where screenshots and PDFs go; empty means `<path>.files` next to the database
+    #: where screenshots and PDFs go; empty means `<path>.files` next to the SQLite database, or, on
+    #: PostgreSQL, the database itself (so that every node serves every file)
     files_dir: str = ""
     #: the most the database file may grow to, in MiB; past it writes answer 507 storage_full; 0: no limit
     max_db_mb: int = 0
+    #: ?wait= long-polls and event streams re-read the store this often for changes no notice told
+    #: of (another process on the SQLite file; on PostgreSQL other nodes' changes are announced)
+    recheck_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ class CrawlConfig:
     max_pages: int = 10_000
     per_host_concurrency: int = 4
     per_host_delay_ms: int = 0
+    #: PostgreSQL: a request's hold on one of a host's shared slots, renewed every third of it while
+    #: the request runs; a node that dies frees its slots this long after its last renewal at most
+    host_lease_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -268,6 +275,7 @@ def _fail(where: str, what: str, value: Any) -> Any:
 _POSITIVE = {
     "server.port": (0, 65535),
     "store.max_db_mb": (0, None),
+    "store.recheck_s": (0.01, 3600),
     "queue.concurrency": (1, 10_000),
     "queue.max_depth": (1, None),
     "queue.max_attempts": (1, 100),
@@ -279,6 +287,7 @@ _POSITIVE = {
     "fetch.timeout_s": (0.1, None),
     "fetch.max_body_bytes": (1, None),
     "crawl.per_host_concurrency": (1, None),
+    "crawl.host_lease_s": (1, None),
     "webhooks.timeout_s": (0.1, None),
     "webhooks.max_retries": (0, 100),
     "webhooks.concurrency": (1, 1000),

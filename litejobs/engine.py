@@ -35,8 +35,6 @@ from litejobs.worker import Resources, ResourceView, WorkerPool
 
 MAX_META_BYTES = 16 * 1024
 ASYNC_HINT = "submit it with POST /v1/scrape/async and poll GET /v1/jobs/{id}"
-#: a waiter re-reads the store at least this often, for changes made by another process
-WAIT_RECHECK_S = 1.0
 
 
 def request_hash(body: Any) -> str:
@@ -172,7 +170,9 @@ class Engine:
         return job
 
     async def wait(self, job_id: str, owner: str, wait_s: float) -> Job:
-        """The job once terminal, or as it is when `wait_s` runs out."""
+        """The job once terminal, or as it is when `wait_s` runs out. Woken by the change feed
+        (changes made here, and those other PostgreSQL nodes announce); the store is re-read
+        every `[store] recheck_s` for changes nothing announced (another process on SQLite)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         job = await self.get(job_id, owner)
@@ -180,7 +180,7 @@ class Engine:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            changed = await self.feed.wait_change(job_id, min(remaining, WAIT_RECHECK_S))
+            changed = await self.feed.wait_change(job_id, min(remaining, self.config.store.recheck_s))
             job = changed if changed is not None else await self.get(job_id, owner)
         return job
 

@@ -1,4 +1,10 @@
-"""Job artefacts (screenshots, PDFs) as plain files under files_dir/<job_id>/<name>."""
+"""Job artefacts (screenshots, PDFs): one FileArea interface, kept in a folder or in the database.
+
+`DirectoryFiles` keeps plain files under files_dir/<job_id>/<name> (SQLite, or PostgreSQL nodes
+that share a folder); `DatabaseFiles` keeps the bytes in the store (PostgreSQL without files_dir),
+so that any node can serve a file another node wrote. app.py picks one; the worker writes through
+it, the file route reads through it and the sweeper deletes through it.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,59 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from litejobs.errors import JobError
+
+if TYPE_CHECKING:
+    from litejobs.store import FileBytesStore
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SAFE_JOB = re.compile(r"^job_[0-9a-f]{32}$")
 
+#: the largest artefact kept in the database: screenshots run 0.1–5 MB, a long page's full
+#: screenshot or PDF a few tens; past this the job fails `file_too_large` (a row is read whole
+#: into memory to be served, so the cap bounds what one download costs a node)
+MAX_DB_FILE_BYTES = 32 * 1024 * 1024
 
-class FileArea:
-    """Where artefacts live on disk. Names are checked so that no request escapes the folder."""
+
+class FileTooLarge(JobError):
+    """The artefact is larger than the database keeps (MAX_DB_FILE_BYTES); set [store] files_dir to keep it on disk."""
+
+    code = "file_too_large"
+    retryable = False
+
+
+def check_name(job_id: str, name: str) -> None:
+    """Raise ValueError unless both are names this server gives out: nothing can escape a folder."""
+    if not _SAFE_JOB.match(job_id) or not _SAFE_NAME.match(name) or ".." in name:
+        raise ValueError(f"not a valid artefact name: {job_id}/{name}")
+
+
+class FileArea(Protocol):
+    """Where a job's artefacts are kept; names are checked by `check_name` before any use."""
+
+    async def write(self, job_id: str, name: str, data: bytes) -> None: ...
+
+    async def read(self, job_id: str, name: str) -> Path | bytes | None:
+        """A Path (served from disk without loading it), the bytes, or None when the file is gone."""
+
+    async def delete_job(self, job_id: str) -> None:
+        """Remove every artefact of a job the store has just deleted."""
+
+
+class DirectoryFiles:
+    """Artefacts as plain files under `root`: local to a node unless every node mounts `root`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path_for(self, job_id: str, name: str) -> Path:
-        if not _SAFE_JOB.match(job_id) or not _SAFE_NAME.match(name) or ".." in name:
-            raise ValueError(f"not a valid artefact name: {job_id}/{name}")
+        check_name(job_id, name)
         return self.root / job_id / name
 
-    async def write(self, job_id: str, name: str, data: bytes) -> Path:
-        path = self.path_for(job_id, name)
-        await asyncio.to_thread(self._write_atomically, path, data)
-        return path
+    async def write(self, job_id: str, name: str, data: bytes) -> None:
+        await asyncio.to_thread(self._write_atomically, self.path_for(job_id, name), data)
 
     @staticmethod
     def _write_atomically(path: Path, data: bytes) -> None:
@@ -42,6 +81,35 @@ class FileArea:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    async def read(self, job_id: str, name: str) -> Path | None:
+        path = self.path_for(job_id, name)
+        return path if await asyncio.to_thread(path.is_file) else None
+
     async def delete_job(self, job_id: str) -> None:
         if _SAFE_JOB.match(job_id):
             await asyncio.to_thread(shutil.rmtree, self.root / job_id, True)
+
+
+class DatabaseFiles:
+    """Artefacts as rows of the store (PostgreSQL's file_data), so every node serves every file.
+    The rows belong to their job and go when it is deleted, so `delete_job` has nothing to do."""
+
+    def __init__(self, store: FileBytesStore, max_bytes: int = MAX_DB_FILE_BYTES) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+
+    async def write(self, job_id: str, name: str, data: bytes) -> None:
+        check_name(job_id, name)
+        if len(data) > self.max_bytes:
+            raise FileTooLarge(
+                f"{name} is {len(data):,} bytes; the database keeps files of up to {self.max_bytes:,} "
+                "bytes (set [store] files_dir to keep larger ones in a shared folder)"
+            )
+        await self.store.put_file_data(job_id, name, data)
+
+    async def read(self, job_id: str, name: str) -> bytes | None:
+        check_name(job_id, name)
+        return await self.store.file_data(job_id, name)
+
+    async def delete_job(self, job_id: str) -> None:
+        return None

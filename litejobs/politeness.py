@@ -5,13 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 #: a robots.txt Crawl-delay is honoured up to this; a larger one would stall a crawl for hours
 MAX_CRAWL_DELAY_S = 60.0
 #: crawl delays remembered at once (the oldest is forgotten first)
 MAX_REMEMBERED_HOSTS = 10_000
+
+
+class Gate(Protocol):
+    """What crawl, map and robots.txt call around each request to a host: HostGate holds the limits
+    for one process, SharedHostGate (litejobs/shared_politeness.py) for every node on one PostgreSQL."""
+
+    def slot(self, host: str) -> AbstractAsyncContextManager[None]:
+        """Enter before the request starts, leave when it is done."""
+
+    def set_crawl_delay(self, host: str, delay_s: float) -> None:
+        """Space requests to `host` by a robots.txt Crawl-delay (when longer than the configured delay)."""
+
+    def delay_s(self, host: str) -> float:
+        """The spacing between request starts to `host`, as far as this process knows."""
 
 
 @dataclass

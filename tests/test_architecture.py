@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "litejobs.files": 1,
     "litejobs.fetcher": 1,
     "litejobs.robots": 1,
+    "litejobs.shared_politeness": 1,
     "litejobs.ai": 1,
     "litejobs.logs": 1,
     "litejobs.browser": 1,

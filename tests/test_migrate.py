@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from litejobs.cli import main
+from litejobs.files import DirectoryFiles
 from litejobs.jobs import JobResult, JobSpec, JobState
 from litejobs.store import StoredFile
 from litejobs.store.postgres import PostgresStore
 from litejobs.store.sqlite import SqliteStore
+from tests.file_kinds import PNG_MAGIC
+from tests.support import ServerThread, make_config
 
 T0 = 1_800_000_000_000
 
@@ -59,3 +64,32 @@ def test_migrate_copies_every_table_and_the_queue_goes_on(tmp_path: Path, pg_url
     asyncio.run(check())
     # a database that already holds jobs is refused, and left as it was
     assert main(["migrate", "--from", str(db), "--to", pg_url]) == 1
+
+
+def test_migrate_moves_the_files_bytes_into_the_database_where_any_node_serves_them(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "old.db"
+    shot = PNG_MAGIC + bytes(range(256)) * 40
+
+    async def fill() -> str:
+        async with SqliteStore(db) as store:
+            [sub] = await store.submit([JobSpec(kind="fetch", input={"url": "http://127.0.0.1/"}, owner="")], T0, 100)
+            await store.claim(1, "w", T0, 30_000)
+            await store.add_file(StoredFile(sub.job.id, "shot.png", "image/png", len(shot)))
+            await store.add_file(StoredFile(sub.job.id, "gone.pdf", "application/pdf", 10))  # not on disk
+            await store.finish(sub.job.id, "w", JobResult(JobState.COMPLETED, {}), T0 + 5, T0 + 10**12)
+        await DirectoryFiles(Path(f"{db}.files")).write(sub.job.id, "shot.png", shot)
+        return sub.job.id
+
+    job_id = asyncio.run(fill())
+    assert main(["migrate", "--from", str(db), "--to", pg_url]) == 0
+    printed = capsys.readouterr().out
+    assert f"file bytes: 1 files, {len(shot)} bytes moved into the database" in printed
+    assert f"1 files missing from the folder (they will answer 404): {job_id}/gone.pdf" in printed
+
+    # a node on PostgreSQL with no files_dir, and no access to the old folder
+    with ServerThread(make_config(tmp_path / "node", store={"url": pg_url})) as server:
+        served = server.http.get(f"/v1/files/{job_id}/shot.png")
+        assert served.status == 200 and served.body == shot and served.headers["content-type"] == "image/png"
+        assert server.http.get(f"/v1/files/{job_id}/gone.pdf").status == 404

@@ -1,18 +1,23 @@
 """Two litejobs processes on one PostgreSQL: one queue, no attempt run twice at once, a dead node's
-jobs finished by the other once their leases expire."""
+jobs finished by the other once their leases expire; a lost LISTEN connection comes back; a wait or
+a stream on one node sees the changes another node makes."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import http.client
+import json
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.support import ServerProcess, TargetSite
+from tests.support import Response, ServerProcess, TargetSite
 
 JOBS = 2000
 BATCH = 100
@@ -113,3 +118,154 @@ def test_two_nodes_share_the_queue_and_survive_one_sigkill(tmp_path: Path, site:
         if one.proc.poll() is None:
             one.kill()
         two.terminate()
+
+
+# --- notices between nodes -----------------------------------------------------------------------
+
+#: nodes that re-read the store only once a minute, and sweep a job 10 s after it ends: a 30 s wait
+#: or a stream that learnt of the end only by re-reading would find the job gone (404, or a stream
+#: that stops with no terminal event). Only a notice from the node that ended the job tells in time.
+DEAF = {
+    "LITEJOBS_STORE_RECHECK_S": "60",
+    "LITEJOBS_STORE_RETENTION_S": "10",
+    "LITEJOBS_STORE_SWEEP_INTERVAL_S": "0.5",
+}
+
+
+class Gate:
+    """A target page that answers only once the test opens the gate: a job that runs until told."""
+
+    def __init__(self, site: TargetSite) -> None:
+        self.open = threading.Event()
+        self.url = site.add("/gate", self._handler)
+        self.site = site
+
+    async def _handler(self, request: web.Request) -> web.Response:
+        for _ in range(1200):  # at most 60 s, well inside the job's timeout
+            if self.open.is_set():
+                break
+            await asyncio.sleep(0.05)
+        return web.Response(text="<p>through</p>", content_type="text/html")
+
+    def entered(self, times: int = 1) -> bool:
+        return self.site.hits["/gate"] >= times
+
+
+class EventStream(threading.Thread):
+    """Reads an SSE stream in the background until the server ends it; `events` fills as they come."""
+
+    def __init__(self, base_url: str, path: str) -> None:
+        super().__init__(daemon=True)
+        self.host, self.port = base_url.removeprefix("http://").split(":")
+        self.path = path
+        self.events: list[dict[str, Any]] = []
+        self.start()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=90)
+        try:
+            conn.request("GET", self.path)
+            resp = conn.getresponse()
+            current: dict[str, Any] = {}
+            while line := resp.readline().decode():
+                line = line.rstrip("\n")
+                if line == "" and current:
+                    self.events.append(current)
+                    current = {}
+                elif line.startswith(("event:", "data:")):
+                    key, _, value = line.partition(": ")
+                    current[key] = json.loads(value) if key == "data" else value
+        finally:
+            conn.close()
+
+
+def long_poll(pool: ThreadPoolExecutor, server: ServerProcess, job_id: str) -> Future[Response]:
+    return pool.submit(server.http.get, f"/v1/jobs/{job_id}?wait=30")
+
+
+def listen_pids(url: str) -> set[int]:
+    return {r[0] for r in query(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'litejobs-listen'")}
+
+
+@pytest.mark.slow
+def test_a_wait_and_a_stream_on_one_node_see_the_end_of_a_job_another_node_ran(
+    tmp_path: Path, site: TargetSite, pg_url: str
+) -> None:
+    gate = Gate(site)
+    runner = ServerProcess(tmp_path / "runner.db", env={"LITEJOBS_STORE_URL": pg_url, **DEAF})
+    reader = ServerProcess(
+        tmp_path / "reader.db", env={"LITEJOBS_STORE_URL": pg_url, "LITEJOBS_QUEUE_ENABLED": "false", **DEAF}
+    )
+    try:
+        job_id = runner.http.submit({"url": gate.url})["job_id"]
+        assert wait_until(gate.entered, 30)
+        stream = EventStream(reader.base_url, f"/v1/jobs/{job_id}/events")
+        assert wait_until(lambda: len(stream.events) >= 1, 30)  # "active", read when the stream opened
+        with ThreadPoolExecutor(1) as pool:
+            waiting = long_poll(pool, reader, job_id)
+            time.sleep(0.5)  # let the long-poll begin; begun later, it would only find the end sooner
+            gate.open.set()
+            answer = waiting.result(60)
+        stream.join(90)
+
+        assert answer.status == 200 and answer.json["status"] == "completed", answer.body
+        assert stream.events[0]["data"]["status"] == "active"
+        assert stream.events[-1]["event"] == "status" and stream.events[-1]["data"]["status"] == "completed"
+        # the reader re-read the job; the change is logged (and counted, and sent) by the runner alone
+        ended = f"job {job_id} fetch completed"
+        assert wait_until(lambda: any(ended in line for line in runner.output), 10)
+        assert not any(ended in line for line in reader.output)
+    finally:
+        gate.open.set()
+        runner.terminate()
+        reader.terminate()
+
+
+@pytest.mark.slow
+def test_a_dropped_listen_connection_comes_back_and_other_nodes_notices_reach_it_again(
+    tmp_path: Path, site: TargetSite, pg_url: str
+) -> None:
+    gate = Gate(site)
+    page = site.add_html("/page", "<p>quick</p>")
+    env = {"LITEJOBS_STORE_URL": pg_url, **DEAF}
+    # `other` has one worker slot, which the first job holds until the gate opens; started first, so
+    # that this job is its own
+    other = ServerProcess(tmp_path / "other.db", env={**env, "LITEJOBS_QUEUE_CONCURRENCY": "1"})
+    node = None
+    try:
+        held = other.http.submit({"url": gate.url})["job_id"]
+        assert wait_until(gate.entered, 30)
+        node = ServerProcess(tmp_path / "node.db", env=env)
+        before = listen_pids(pg_url)
+        assert len(before) == 2
+
+        query(
+            pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'litejobs-listen'"
+        )
+        assert wait_until(lambda: len(listen_pids(pg_url)) == 2 and not listen_pids(pg_url) & before, 30)
+
+        # work submitted to the other node (whose only slot is taken) is for `node` to run
+        quick = other.http.submit({"url": page})["job_id"]
+        assert other.http.wait(quick)["status"] == "completed"
+        [[owner]] = query(pg_url, f"SELECT split_part(lease_owner, ':', 2) FROM jobs WHERE id = '{quick}'")
+        assert owner == str(node.proc.pid)
+        # and the end of the other node's job reaches a wait on `node`: its new connection LISTENs
+        with ThreadPoolExecutor(1) as pool:
+            waiting = long_poll(pool, node, held)
+            time.sleep(0.5)
+            gate.open.set()
+            answer = waiting.result(60)
+        assert answer.status == 200 and answer.json["status"] == "completed", answer.body
+
+        # each node said once that it lost the connection, and once that it is back
+        for server in (node, other):
+            assert wait_until(
+                lambda s=server: any("LISTEN connection to PostgreSQL is back" in x for x in s.output), 10
+            )
+            assert sum("LISTEN connection to PostgreSQL was lost" in line for line in server.output) == 1
+            assert sum("LISTEN connection to PostgreSQL is back" in line for line in server.output) == 1
+    finally:
+        gate.open.set()
+        other.terminate()
+        if node is not None:
+            node.terminate()

@@ -355,3 +355,22 @@ def test_only_one_node_sweeps_at_a_time(pg_url: str) -> None:
             assert await store.sweep_expired(T0 + 10, 10) == [a.job.id]
 
     asyncio.run(main())
+
+
+def test_pages_saved_at_once_by_one_job_are_all_kept_in_order(store_factory: StoreFactory) -> None:
+    """A crawl saves pages as its fetches finish, several at the same moment: none is lost or refused,
+    each keeps its place, and paging reads them back whole."""
+
+    async def body(store: Store) -> None:
+        [sub] = await store.submit([spec()], T0, 100)
+        batches = [[{"url": f"http://x/{b}/{i}", "n": b * 10 + i} for i in range(3)] for b in range(40)]
+        await asyncio.gather(*(store.add_pages(sub.job.id, batch) for batch in batches))
+        assert await store.page_count(sub.job.id) == 120
+        pages = [*await store.pages(sub.job.id, 0, 70), *await store.pages(sub.job.id, 70, 70)]
+        assert sorted(p["n"] for p in pages) == sorted(b * 10 + i for b in range(40) for i in range(3))
+        for batch in batches:  # a batch's pages stay together, in their order
+            at = [pages.index(page) for page in batch]
+            assert at == list(range(at[0], at[0] + 3))
+        assert await store.page_urls(sub.job.id) == [p["url"] for p in pages]
+
+    run(store_factory, body)

@@ -59,7 +59,13 @@ class Delivery:
 
 class Store(Protocol):
     """Every state change is guarded by the job's current state in the same statement, so races
-    settle in the database. Times are epoch milliseconds, passed in (the clock is the caller's)."""
+    settle in the database. Times are epoch milliseconds, passed in (the clock is the caller's).
+
+    Optional capabilities, which PostgresStore has and SqliteStore does not: keeping artefacts'
+    bytes (`FileBytesStore`), telling of changes made by other nodes (`on_work_available`,
+    `on_remote_change`; app.py looks them up with getattr), and per-host request slots shared by
+    the nodes (`take_host_slot` and its kin, `shared_politeness.SharedHosts`; `host_gate_for`
+    looks for them)."""
 
     async def submit(self, specs: list[JobSpec], now_ms: int, max_depth: int) -> list[Submitted]:
         """Insert all or none; raises QueueFull past max_depth, IdempotencyConflict on a reused key."""
@@ -173,6 +179,17 @@ class Store(Protocol):
     async def jobs_missing_delivery(self, since_ms: int, limit: int) -> list[str]:
         """Jobs that ended since `since_ms` with a webhook but no delivery for their final status:
         the process died between recording the end and recording the delivery."""
+
+
+class FileBytesStore(Protocol):
+    """Optional, PostgreSQL only: a store that keeps artefacts' bytes, so that any node can serve a
+    file another node wrote (files.DatabaseFiles). SqliteStore has no such methods: its files stay
+    on disk under files_dir, beside the database file."""
+
+    async def put_file_data(self, job_id: str, name: str, data: bytes) -> None:
+        """Keep (or replace) a job's artefact; deleted with the job."""
+
+    async def file_data(self, job_id: str, name: str) -> bytes | None: ...
 
 
 def open_store(config: StoreConfig) -> Store:

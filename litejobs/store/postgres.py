@@ -3,8 +3,9 @@
 Same contract as SqliteStore: every state change is decided by one statement guarded by the job's
 current state. What changes with many nodes: claims take rows `FOR UPDATE SKIP LOCKED`, so nodes
 never wait on each other's claims; a node that makes work claimable raises NOTIFY, and every node's
-listener wakes its workers; the schema is migrated, and the expiry sweep run, by one node at a time
-under an advisory lock.
+listener wakes its workers; every job change is announced after its commit (postgres_notices), so
+other nodes' long-polls and event streams wake; the schema is migrated, and the expiry sweep run,
+by one node at a time under an advisory lock.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull
 from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
 from litejobs.store import Submitted
+from litejobs.store.postgres_hosts import HostSlots
 from litejobs.store.postgres_housekeeping import Housekeeping
+from litejobs.store.postgres_listen import Listener, Notices
+from litejobs.store.postgres_notices import ChangeNotices
 from litejobs.store.postgres_records import JOB_COLUMNS, Records, dumps, end_attempt, job_of, notify_work
-from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS, WORK_CHANNEL
+from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS
 from litejobs.store.postgres_webhooks import WebhookDeliveries
 
 try:
@@ -84,8 +89,20 @@ async def migrate(conn: Any) -> int:
         return len(MIGRATIONS)
 
 
-class PostgresStore(Records, Housekeeping, WebhookDeliveries):
-    """A connection pool for statements, and one more connection that LISTENs for new work."""
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset between borrowers: nothing beyond what asyncpg always does (roll back an open
+    transaction). litejobs keeps no session state on pooled connections (its advisory locks are
+    transaction-scoped, LISTEN has its own connection), so asyncpg's default UNLISTEN / RESET ALL /
+    CLOSE ALL round trip after every statement bought nothing; skipping it measured 1.4x more
+    single-row reads per second."""
+
+
+class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices):
+    """A connection pool for statements, and one more connection that LISTENs for other nodes'
+    notices: new work, job changes, and released host slots."""
+
+    def _notice_handlers(self) -> dict[str, Callable[[str], None]]:
+        return {**Notices._notice_handlers(self), **self._host_notice_handlers()}
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         if asyncpg is None:
@@ -93,45 +110,50 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
         self.url = url
         self.pool_size = pool_size
         self._pool: Any = None
-        self._listener: Any = None
+        self._listener: Listener | None = None
         self._wake_callbacks: list[Callable[[], None]] = []
+        self._change_callbacks: list[Callable[[str, str], None]] = []
+        self._resync_callbacks: list[Callable[[], None]] = []
+        self.node_id = secrets.token_hex(6)
+        self._notices = ChangeNotices(self.node_id)
         #: (queue depth when last counted, monotonic time of that count, jobs submitted since)
         self._depth_seen: tuple[int, float, int] = (0, -1e9, 0)
 
     async def __aenter__(self) -> PostgresStore:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, reset=_keep_session)
         try:
             async with self._pool.acquire() as conn:
                 await migrate(conn)
-            self._listener = await asyncpg.connect(self.url)
-            await self._listener.add_listener(WORK_CHANNEL, self._on_notify)
+            self._notices.start(self._pool)
+            self._listener = await Listener(self.url, self._notice_handlers(), self._on_reconnect).__aenter__()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self._notices.stop()
         if self._listener is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.close(), 5)
+                await asyncio.wait_for(self._listener.__aexit__(None, None, None), 10)
             self._listener = None
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pool.close(), 10)
             self._pool = None
 
-    def on_work_available(self, callback: Callable[[], None]) -> None:
-        """Call `callback` whenever any node makes a job claimable (LISTEN/NOTIFY). A lost listener
-        connection only costs latency: the workers' idle poll still finds the work."""
-        self._wake_callbacks.append(callback)
-
-    def _on_notify(self, *_: object) -> None:
-        for callback in self._wake_callbacks:
-            callback()
-
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         assert self._pool is not None, "store is not open"
         return list(await self._pool.fetch(sql, *args))
+
+    def _changed(self, jobs: Iterable[tuple[str, str]]) -> None:
+        """Tell other nodes these (job_id, owner) changed; only once their transaction committed,
+        so that a node woken by the notice reads the change."""
+        self._notices.changed(jobs)
+
+    def _announce(self, jobs: list[Job]) -> list[Job]:
+        self._changed((job.id, job.owner) for job in jobs)
+        return jobs
 
     # --- submit and read ---------------------------------------------------------------------
 
@@ -151,7 +173,8 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
                 if depth > max_depth:
                     raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
                 await notify_work(conn)
-            return out
+        self._announce([s.job for s in out if not s.replayed])
+        return out
 
     async def _queue_depth(self, conn: Any, fresh: int, max_depth: int) -> int:
         """Waiting + delayed jobs, this submit's included; estimated like SqliteStore does while far
@@ -224,13 +247,17 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
     async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
         async with self._pool.acquire() as conn:
             # due delayed jobs become waiting first; rows another node is promoting are skipped
-            await conn.execute(
+            due = await conn.fetch(
                 "UPDATE jobs SET status = 'waiting', updated_at = $1 WHERE seq IN (SELECT seq FROM jobs "
-                "WHERE status = 'delayed' AND run_at <= $1 FOR UPDATE SKIP LOCKED) AND status = 'delayed'",
+                "WHERE status = 'delayed' AND run_at <= $1 FOR UPDATE SKIP LOCKED) AND status = 'delayed' "
+                "RETURNING id, owner",
                 now_ms,
             )
+            self._changed((r["id"], r["owner"]) for r in due)
             rows = await conn.fetch(_CLAIM, limit, now_ms + lease_ms, worker_id, now_ms, idle)
-        return [job_of(r) for r in rows]
+        claimed = [job_of(r) for r in rows]
+        self._announce(claimed)
+        return claimed
 
     async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
         if not job_ids:
@@ -264,7 +291,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
                 dumps(result.stats),
             )
             await end_attempt(conn, job_id, now_ms, result.status.value, None)
-            return job_of(row)
+        return self._announce([job_of(row)])[0]
 
     async def fail(
         self,
@@ -292,7 +319,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
             if row is None:
                 return None
             await end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
-            return job_of(row)
+        return self._announce([job_of(row)])[0]
 
     async def release(self, job_ids: list[str], worker_id: str, now_ms: int) -> None:
         if not job_ids:
@@ -301,7 +328,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
             rows = await conn.fetch(
                 "UPDATE jobs SET status = 'waiting', attempts = attempts - 1, lease_until = NULL, "
                 "lease_owner = NULL, updated_at = $1 WHERE id = ANY($2::text[]) AND status = 'active' "
-                "AND lease_owner = $3 RETURNING id",
+                "AND lease_owner = $3 RETURNING id, owner",
                 now_ms,
                 job_ids,
                 worker_id,
@@ -310,14 +337,16 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
             if released:
                 await conn.execute("DELETE FROM attempts WHERE job_id = ANY($1::text[]) AND ended_at IS NULL", released)
                 await notify_work(conn)
+        self._changed((r["id"], r["owner"]) for r in rows)
 
     async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None:
-        await self._fetch(
-            "UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+        rows = await self._fetch(
+            "UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'active' RETURNING owner",
             dumps(progress),
             now_ms,
             job_id,
         )
+        self._changed((job_id, r["owner"]) for r in rows)
 
     # --- the owner's side --------------------------------------------------------------------
 
@@ -338,7 +367,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
                 job_id,
             )
             await end_attempt(conn, job_id, now_ms, "cancelled", None)
-            return job_of(row), JobState(was)
+        return self._announce([job_of(row)])[0], JobState(was)
 
     async def retry(self, job_id: str, now_ms: int) -> Job:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -357,4 +386,4 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries):
             await conn.execute("DELETE FROM results WHERE job_id = $1", job_id)
             await conn.execute("DELETE FROM pages WHERE job_id = $1", job_id)
             await notify_work(conn)
-            return job_of(row)
+        return self._announce([job_of(row)])[0]

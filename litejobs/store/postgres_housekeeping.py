@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from litejobs.store import Recovered
@@ -15,6 +16,8 @@ class Housekeeping:
     if TYPE_CHECKING:
         _pool: Any
 
+        def _changed(self, jobs: Iterable[tuple[str, str]]) -> None: ...
+
     async def recover_expired(
         self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
     ) -> Recovered:
@@ -22,7 +25,7 @@ class Housekeeping:
         recovered = Recovered([], [])
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
+                "SELECT id, owner, attempts, max_attempts, recoveries FROM jobs WHERE status = 'active' "
                 "AND (lease_until < $1 OR lease_owner = ANY($2::text[])) FOR UPDATE SKIP LOCKED",
                 now_ms,
                 dead_owners or [],
@@ -31,6 +34,7 @@ class Housekeeping:
                 await self._recover_one(conn, row, now_ms, max_recoveries, recovered)
             if recovered.requeued:
                 await notify_work(conn)
+        self._changed((row["id"], row["owner"]) for row in rows)
         return recovered
 
     @staticmethod

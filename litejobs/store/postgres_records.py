@@ -78,18 +78,35 @@ class Records:
         )
         return StoredFile(*rows[0]) if rows else None
 
+    async def put_file_data(self, job_id: str, name: str, data: bytes) -> None:
+        await self._fetch(
+            "INSERT INTO file_data (job_id, name, data) VALUES ($1, $2, $3) "
+            "ON CONFLICT (job_id, name) DO UPDATE SET data = EXCLUDED.data",
+            job_id,
+            name,
+            data,
+        )
+
+    async def file_data(self, job_id: str, name: str) -> bytes | None:
+        rows = await self._fetch("SELECT data FROM file_data WHERE job_id = $1 AND name = $2", job_id, name)
+        return bytes(rows[0][0]) if rows else None
+
     async def add_pages(self, job_id: str, pages: list[dict[str, Any]]) -> None:
-        """Append crawl pages, numbered in arrival order (one job's pages come from its one worker)."""
+        """Append crawl pages, numbered in arrival order. A crawl saves pages from several fetches at
+        once, and two inserts reading the same max(seq) would collide: a per-job transaction lock
+        queues them (SQLite's single writer does the same by itself)."""
         if not pages:
             return
-        await self._fetch(
-            "INSERT INTO pages (job_id, seq, url, data) SELECT $1, "
-            "(SELECT coalesce(max(seq), -1) FROM pages WHERE job_id = $1) + p.ord, p.url, p.data "
-            "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS p(url, data, ord)",
-            job_id,
-            [page["url"] for page in pages],
-            [dumps(page) for page in pages],
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('litejobs.pages'), hashtext($1))", job_id)
+            await conn.execute(
+                "INSERT INTO pages (job_id, seq, url, data) SELECT $1, "
+                "(SELECT coalesce(max(seq), -1) FROM pages WHERE job_id = $1) + p.ord, p.url, p.data "
+                "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS p(url, data, ord)",
+                job_id,
+                [page["url"] for page in pages],
+                [dumps(page) for page in pages],
+            )
 
     async def pages(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._fetch(

@@ -8,6 +8,9 @@ SWEEP_LOCK = 0x6C6A_0002
 
 #: the NOTIFY channel a node raises when a job becomes claimable (submit, retry, release, recovery)
 WORK_CHANNEL = "litejobs_work"
+#: the NOTIFY channel of every job state or progress change: '<node> <job_id> <owner>', so that
+#: other nodes wake the long-polls and event streams of that job and owner
+CHANGES_CHANNEL = "litejobs_changes"
 
 #: Each entry migrates from version i to i+1. Append; never edit a released one. The tables mirror
 #: the SQLite ones (store/schema.py) so that `litejobs migrate` copies rows column for column; JSON
@@ -99,6 +102,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at, seq) WHERE state = 'pending';
     CREATE INDEX webhook_deliveries_job ON webhook_deliveries (job_id, seq);
+    """,
+    # 2: artefacts' bytes (screenshots, PDFs), for nodes that share no files_dir; they go with their job
+    """
+    CREATE TABLE file_data (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        name   TEXT NOT NULL,
+        data   BYTEA NOT NULL,
+        PRIMARY KEY (job_id, name)
+    );
+    -- PNGs and PDFs are compressed already: store them out of line without trying pglz again
+    ALTER TABLE file_data ALTER COLUMN data SET STORAGE EXTERNAL;
+    """,
+    # 3: per-host politeness every node shares (store/postgres_hosts.py); rows live while a host is crawled
+    """
+    -- updated at every request's start: room on the page keeps those updates HOT
+    CREATE TABLE host_gates (
+        host           TEXT PRIMARY KEY,
+        -- the earliest start of the host's next request (the database's clock)
+        next_at        TIMESTAMPTZ NOT NULL,
+        -- a robots.txt Crawl-delay a node learned: every node spaces its requests by it
+        crawl_delay_ms INTEGER NOT NULL DEFAULT 0,
+        -- when a node last found every slot leased: releases NOTIFY only while someone waits
+        waited_at      TIMESTAMPTZ
+    ) WITH (fillfactor = 70);
+    -- one row per request in flight; an expired lease is free, whoever wrote it
+    CREATE TABLE host_leases (
+        host       TEXT NOT NULL,
+        slot       INTEGER NOT NULL,
+        holder     TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (host, slot)
+    ) WITH (fillfactor = 70);
     """,
 ]
 

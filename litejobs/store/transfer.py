@@ -1,11 +1,16 @@
-"""`litejobs migrate`: copy a SQLite database, every table and row, into an empty PostgreSQL one."""
+"""`litejobs migrate`: copy a SQLite database, every table and row, into an empty PostgreSQL one,
+and the artefacts' bytes from its files folder into the database (where PostgreSQL nodes keep them
+unless they share a files_dir)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from litejobs.files import MAX_DB_FILE_BYTES, check_name
 from litejobs.store.postgres import PostgresStore
 from litejobs.store.sqlite import SqliteStore
 
@@ -29,6 +34,23 @@ TABLES: dict[str, tuple[str, ...]] = {
 #: tables whose seq is an identity: after the copy it must continue past the copied rows
 _IDENTITIES = ("jobs", "webhook_deliveries")
 CHUNK_ROWS = 5000
+#: file bytes sent to PostgreSQL per COPY: bounds what the migration holds in memory at once
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Copied:
+    """What a migration copied."""
+
+    #: rows per table
+    rows: dict[str, int]
+    #: artefacts whose bytes went into the database, and their total size
+    files: int = 0
+    file_bytes: int = 0
+    #: "<job_id>/<name>" of files recorded in SQLite but not in the folder (their records are
+    #: copied; the file answers 404), and of those over MAX_DB_FILE_BYTES (left in the folder)
+    missing: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)
 
 
 class TargetNotEmpty(RuntimeError):
@@ -47,31 +69,78 @@ def _converted(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
     return row
 
 
-async def copy_sqlite_to_postgres(sqlite_path: str | Path, url: str) -> dict[str, int]:
-    """Copy every row in one PostgreSQL transaction (all or nothing); returns rows per table. Stop
-    the servers on the SQLite file first: jobs that change meanwhile would be copied half-way."""
+async def copy_sqlite_to_postgres(
+    sqlite_path: str | Path, url: str, *, files_dir: str | Path | None = None, file_bytes: bool = True
+) -> Copied:
+    """Copy every row in one PostgreSQL transaction (all or nothing), and with `file_bytes` every
+    recorded artefact's bytes from `files_dir` (default `<sqlite_path>.files`). Stop the servers on
+    the SQLite file first: jobs that change meanwhile would be copied half-way."""
     if not Path(sqlite_path).exists():
         raise FileNotFoundError(f"no SQLite database at {sqlite_path}")
     async with SqliteStore(sqlite_path):  # brings an older file to the current schema
         pass
     source = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
-    copied: dict[str, int] = {}
+    copied = Copied({})
     try:
         async with PostgresStore(url) as target, target._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM jobs)"):
                 raise TargetNotEmpty()
             for table, columns in TABLES.items():
                 cursor = source.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid")
-                copied[table] = 0
+                copied.rows[table] = 0
                 while chunk := cursor.fetchmany(CHUNK_ROWS):
                     records = [_converted(table, row) for row in chunk]
                     await conn.copy_records_to_table(table, records=records, columns=list(columns))
-                    copied[table] += len(records)
+                    copied.rows[table] += len(records)
             for table in _IDENTITIES:
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), "
                     f"(SELECT coalesce(max(seq), 0) + 1 FROM {table}), false)"
                 )
+            if file_bytes:
+                folder = Path(files_dir) if files_dir else Path(f"{sqlite_path}.files")
+                await _copy_file_bytes(source, folder, conn, copied)
     finally:
         source.close()
     return copied
+
+
+async def _copy_file_bytes(source: sqlite3.Connection, folder: Path, conn: Any, copied: Copied) -> None:
+    """Every recorded file's bytes into file_data, in COPYs of at most CHUNK_BYTES."""
+    batch: list[tuple[str, str, bytes]] = []
+    batch_bytes = 0
+    for job_id, name in source.execute("SELECT job_id, name FROM files ORDER BY rowid"):
+        size = await asyncio.to_thread(_size_of, folder, job_id, name)
+        if size is not None and size > MAX_DB_FILE_BYTES:
+            copied.too_large.append(f"{job_id}/{name}")
+            continue
+        data = None if size is None else await asyncio.to_thread(_read, folder / job_id / name)
+        if data is None:
+            copied.missing.append(f"{job_id}/{name}")
+            continue
+        if batch and batch_bytes + len(data) > CHUNK_BYTES:
+            await conn.copy_records_to_table("file_data", records=batch, columns=["job_id", "name", "data"])
+            batch, batch_bytes = [], 0
+        batch.append((job_id, name, data))
+        batch_bytes += len(data)
+        copied.files += 1
+        copied.file_bytes += len(data)
+    if batch:
+        await conn.copy_records_to_table("file_data", records=batch, columns=["job_id", "name", "data"])
+
+
+def _size_of(folder: Path, job_id: str, name: str) -> int | None:
+    """The artefact's size, or None when it is not a file in the folder."""
+    try:
+        check_name(job_id, name)  # a record naming something outside the folder is not followed
+        path = folder / job_id / name
+        return path.stat().st_size if path.is_file() else None
+    except (ValueError, OSError):
+        return None
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
