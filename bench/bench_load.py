@@ -51,6 +51,8 @@ class Run:
     accepted: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     errors: Errors = field(default_factory=collections.Counter)
+    #: soak: jobs that ended in each status over the whole run
+    ended: dict[str, int] = field(default_factory=dict)
     submit_s: float = math.nan
     total_s: float = math.nan
 
@@ -65,6 +67,19 @@ def open_fds(child: Child) -> int:
 async def stats(http: aiohttp.ClientSession, server: Child, errors: Errors) -> dict[str, int] | None:
     raw = await request(http, "GET", f"{server.base_url}/v1/stats", 200, errors)
     return json.loads(raw)["counts"] if raw else None
+
+
+async def ended_by_status(http: aiohttp.ClientSession, server: Child, errors: Errors) -> dict[str, int]:
+    """Jobs that reached each terminal status over the whole run (Prometheus counters; /v1/stats only
+    counts the jobs the sweeper has not deleted yet)."""
+    raw = await request(http, "GET", f"{server.base_url}/metrics", 200, errors)
+    ended: dict[str, int] = collections.Counter()
+    for line in (raw or b"").decode().splitlines():
+        if line.startswith("litejobs_jobs_finished_total{"):
+            labels, _, value = line.rpartition(" ")
+            status = labels.split('status="')[1].split('"')[0]
+            ended[status] += int(float(value))
+    return dict(ended)
 
 
 async def sample_forever(server: Child, run: Run, every_s: float, started: float) -> None:
@@ -164,6 +179,11 @@ async def soak(args: argparse.Namespace, server: Child, page_url: str) -> Run:
     await wait_all_terminal(server, run, 300, swept=True)
     run.total_s = time.monotonic() - started
     sampler.cancel()
+    async with session(2) as http:
+        run.ended = await ended_by_status(http, server, run.errors)
+    for status, count in run.ended.items():
+        if status != "completed" and count:
+            run.errors[f"{count} jobs ended {status} during the soak"] += count
     return run
 
 
@@ -198,7 +218,7 @@ def report(args: argparse.Namespace, run: Run, idle_mib: float, idle_fds: int) -
         print("still kept: the sweeper deletes them 20 s after they end.")
     else:
         print(submitted + f"all terminal after {run.total_s:.1f} s ({completed / run.total_s:.0f} completed/s).")
-    print(f"Final counts: {run.counts}.")
+    print(f"Final counts: {run.counts}." + (f" Ended over the whole run: {run.ended}." if args.soak else ""))
     last = rss[-1] if rss else math.nan
     print(f"RSS: idle {idle_mib:.1f} MiB, peak {max(rss, default=math.nan):.1f} MiB, last {last:.1f} MiB.")
     print(f"Command: `{shlex.join([sys.executable, *sys.argv])}`")
@@ -214,7 +234,9 @@ def report(args: argparse.Namespace, run: Run, idle_mib: float, idle_fds: int) -
 
 
 async def measure(args: argparse.Namespace, tmp: Path, children: list[Child]) -> int:
-    target = Child("target", [str(ROOT / "bench" / "bench_engine.py"), "--serve-target"], tmp)
+    # the target must outlive the soak (helper servers end by themselves after LITEJOBS_BENCH_CHILD_MAX_S)
+    target_env = {"LITEJOBS_BENCH_CHILD_MAX_S": str(args.soak + 900)} if args.soak else None
+    target = Child("target", [str(ROOT / "bench" / "bench_engine.py"), "--serve-target"], tmp, target_env)
     children.append(target)
     env = {"LITEJOBS_QUEUE_CONCURRENCY": str(args.workers)}
     if args.soak:  # jobs go as fast as they come: the sweeper deletes them, the table stays small
