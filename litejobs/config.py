@@ -115,6 +115,9 @@ class CrawlConfig:
     #: PostgreSQL: a request's hold on one of a host's shared slots, renewed every third of it while
     #: the request runs; a node that dies frees its slots this long after its last renewal at most
     host_lease_s: float = 30.0
+    #: on a store several nodes share (PostgreSQL), per-host limits hold across all nodes (two
+    #: statements per request); false keeps them per node (each node's limits apply to its own requests only)
+    shared_gate: bool = True
 
 
 @dataclass(frozen=True)

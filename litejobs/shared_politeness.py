@@ -46,8 +46,9 @@ class SharedHosts(Protocol):
 
 def host_gate_for(store: Any, crawl: CrawlConfig, node: str) -> Gate:
     """The shared gate when the store offers the capability (PostgreSQL: several nodes may crawl one
-    host); the exact, free in-memory HostGate otherwise (SQLite: one process)."""
-    if not hasattr(store, "take_host_slot"):
+    host) and `[crawl] shared_gate` asks for it; the exact, free in-memory HostGate otherwise (SQLite:
+    one process; or an operator who trades cross-node limits for two statements less per request)."""
+    if not crawl.shared_gate or not hasattr(store, "take_host_slot"):
         return HostGate(crawl.per_host_concurrency, crawl.per_host_delay_ms)
     return SharedHostGate(
         store, crawl.per_host_concurrency, crawl.per_host_delay_ms, lease_s=crawl.host_lease_s, node=node

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from litejobs.config import load_config
 from litejobs.politeness import Gate, HostGate
-from litejobs.shared_politeness import SharedHostGate
+from litejobs.shared_politeness import SharedHostGate, host_gate_for
 from litejobs.store.postgres import PostgresStore
 from tests.crawlsite import CrawlSite
 from tests.support import ServerProcess, TargetSite
@@ -175,6 +176,17 @@ def test_a_release_notifies_the_other_nodes_only_while_one_waits(pg_url: str) ->
 
 
 # --- the gate ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "gate_type"), [("true", SharedHostGate), ("false", HostGate)])
+def test_shared_gate_false_keeps_the_in_memory_gate_on_postgresql(pg_url: str, setting: str, gate_type: type) -> None:
+    """[crawl] shared_gate = false: each node's limits hold for its own requests only, with no statements."""
+    crawl = load_config(env={"LITEJOBS_CRAWL_SHARED_GATE": setting}).crawl
+
+    async def body(stores: list[PostgresStore]) -> None:
+        assert type(host_gate_for(stores[0], crawl, node="n")) is gate_type
+
+    run_nodes(pg_url, body, count=1)
 
 
 @pytest.mark.parametrize(("shared", "peak"), [(True, 2), (False, 4)], ids=["shared", "per-node-control"])
