@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-fast check lint bench chromium postgresql install
+.PHONY: serve test test-fast check lint bench chromium postgresql strace install
 
 install: $(STAMP)
 
@@ -28,12 +28,17 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null)
 
+# strace, for the test that watches every datagram Chromium sends (tests/test_browser_egress.py)
+strace:
+	@command -v strace >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq strace >/dev/null)
+
 # Start the server on its embedded defaults: 127.0.0.1:8000, ./litejobs.db
 serve: $(STAMP) chromium
 	$(VENV)/bin/litejobs serve
 
 # The whole suite, slow tests included (that is what CI runs).
-test: $(STAMP) chromium postgresql
+test: $(STAMP) chromium postgresql strace
 	$(VENV)/bin/pytest
 
 test-fast: $(STAMP)

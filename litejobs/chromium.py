@@ -44,6 +44,24 @@ _QUIET_ARGS = (
     "--disable-field-trial-config",
     f"--disable-features={_DISABLED_FEATURES}",
 )
+#: WebRTC may send UDP only through a proxy that carries UDP, and Chromium has none (the egress proxy refuses
+#: UDP ASSOCIATE too), so a page's RTCPeerConnection sends no STUN, no TURN over UDP, no ICE checks and no mDNS
+#: announcements; TURN over TCP goes through the egress proxy and its policy like any connection. Chrome maps
+#: this switch to the webrtc.ip_handling_policy pref of every profile, incognito ones, popups and frames
+#: included. `--force-webrtc-ip-handling-policy`, its content_shell namesake, does nothing here, and neither do
+#: `--enforce-webrtc-ip-permission-check` or `--webrtc-udp-port-range=1-1` (measured with Chromium 156: 4
+#: datagrams to a blocked STUN address with each, 0 with this). The API stays, so pages that test for it still
+#: render; only its UDP is gone. tests/test_browser_egress.py tries the bypasses (iframes, popups, workers).
+WEBRTC_PROXIED_ONLY = "--webrtc-ip-handling-policy=disable_non_proxied_udp"
+#: Chromium's own lookups once it has the proxy: every name answers 0.0.0.0 at once, the proxy's 127.0.0.1 and
+#: names the pool's rules EXCLUDE excepted (an EXCLUDE beats every MAP; the first MAP that matches wins). A
+#: remote ICE candidate named `<anything>.local` is otherwise looked up by multicast DNS, flag or no flag: a
+#: datagram to 224.0.0.251 carrying a name the page chose. A MAP to ~NOTFOUND still sends one (asking for
+#: "~NOTFOUND"), a MAP to an IP literal none; patterns are lowercased and names are not, so "*.local" misses
+#: "X.LOCAL" and only "*" catches every case. Page and service hosts go to the proxy by name, untouched: strace
+#: of the WebRTC test pages sees TCP connections to the proxy alone and no datagram (0.0.0.0 only costs the
+#: address sorter a UDP connect(), which sends nothing).
+_RESOLVE_NOTHING = "MAP * 0.0.0.0, EXCLUDE 127.0.0.1"
 
 
 def find_chromium(configured: str = "") -> str | None:
@@ -70,21 +88,21 @@ def _is_script(path: str) -> bool:
 
 
 def chromium_args(host_resolver_rules: str, *, as_root: bool, proxy_port: int | None = None) -> list[str]:
-    """Chromium's flags: pyppeteer's defaults, headless, no background traffic, DNS limited by the rules;
-    with `proxy_port`, every connection goes through the SOCKS5 proxy on 127.0.0.1 (litejobs.egress_proxy)."""
+    """Chromium's flags: pyppeteer's defaults, headless, no background traffic, no WebRTC UDP, DNS limited by
+    the rules; with `proxy_port`, every connection goes through the SOCKS5 proxy on 127.0.0.1 (egress_proxy)."""
     args = [arg for arg in DEFAULT_ARGS if not arg.startswith("--disable-features=")]
     rules, proxy = host_resolver_rules, []
     if proxy_port is not None:
         # With a SOCKS5 proxy Chromium resolves no destination itself: it sends the proxy the name, so the
         # rules no longer reach page or service hosts (the proxy applies them), and the one address Chromium
         # still connects to is the proxy's. A rule like "MAP * ~NOTFOUND" matches IP literals too and would
-        # cut Chromium off from the proxy, so 127.0.0.1 is excluded. The rules stay for anything Chromium
-        # might still resolve on its own. `<-loopback>` removes the implicit bypass for localhost and
-        # 127.0.0.0/8, so loopback targets pass the policy too. When the proxy cannot be reached Chromium
-        # fails the request (ERR_PROXY_CONNECTION_FAILED); it never falls back to a direct connection.
-        rules = f"{rules}, EXCLUDE 127.0.0.1" if rules else "EXCLUDE 127.0.0.1"
+        # cut Chromium off from the proxy, so 127.0.0.1 is excluded. `<-loopback>` removes the implicit
+        # bypass for localhost and 127.0.0.0/8, so loopback targets pass the policy too. When the proxy
+        # cannot be reached Chromium fails the request (ERR_PROXY_CONNECTION_FAILED); it never falls back to
+        # a direct connection.
+        rules = f"{_RESOLVE_NOTHING}, {rules}" if rules else _RESOLVE_NOTHING
         proxy = [f"--proxy-server=socks5://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>"]
-    args += [*_QUIET_ARGS, f"--host-resolver-rules={rules}", *proxy]
+    args += [*_QUIET_ARGS, WEBRTC_PROXIED_ONLY, f"--host-resolver-rules={rules}", *proxy]
     if as_root:
         args.append("--no-sandbox")  # Chromium refuses to start as root with its sandbox on
     return args

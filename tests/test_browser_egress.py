@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import socket
 import struct
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from litejobs.browser import LOOPBACK_ONLY_RULES, BrowserPool, RenderRequest, find_chromium
-from litejobs.chromium import chromium_args
+from litejobs import pyppeteer_fixes as fixes
+from litejobs.browser import LOOPBACK_ONLY_RULES, SERVICE_HOST_RULES, BrowserPool, RenderRequest, find_chromium
+from litejobs.chromium import WEBRTC_PROXIED_ONLY, chromium_args, spawn_chromium
 from litejobs.config import BrowserConfig
 from litejobs.egress_proxy import EgressProxy, HostRules
 from litejobs.errors import BlockedAddress, BrowserError
 from litejobs.netpolicy import NetworkPolicy
-from tests.support import ServerThread, TargetSite, make_config
+from tests.support import LoopThread, ServerThread, TargetSite, make_config
 
 #: loopback is allowed (the tests' servers live there) but for 127.0.0.2, the address a job must never reach
 POLICY = NetworkPolicy(allow_private=True, blocked=["127.0.0.2/32"])
@@ -511,7 +514,7 @@ def test_chromium_is_pointed_at_the_proxy_for_loopback_too_and_can_always_reach_
 
     assert "--proxy-server=socks5://127.0.0.1:4321" in args
     assert "--proxy-bypass-list=<-loopback>" in args
-    assert "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" in args
+    assert "--host-resolver-rules=MAP * 0.0.0.0, EXCLUDE 127.0.0.1, MAP * ~NOTFOUND" in args
     assert not any(arg.startswith("--proxy") for arg in chromium_args("", as_root=False))
 
 
@@ -593,3 +596,389 @@ def test_a_render_job_of_a_name_that_resolves_to_a_refused_address_fails_blocked
     assert done["error"]["code"] == "blocked_address"
     assert "localhost resolves to" in done["error"]["message"]
     assert site.hits["/private"] == 0
+
+
+# -- WebRTC and other UDP: nothing a page sends over UDP passes the proxy, so Chromium must send none -----------
+
+#: `probe(win, iceServers, remoteCandidate)` makes an RTCPeerConnection in `win` that gathers candidates (STUN,
+#: TURN) and, given a remote candidate, runs ICE checks against it; it answers "function" (the API exists) and
+#: the candidates it gathered, "end" closing the list, or the type of a missing RTCPeerConnection
+PROBE = r"""
+async function probe(win, iceServers, remoteCandidate) {
+  const kind = typeof win.RTCPeerConnection;
+  if (kind !== 'function') return kind;
+  const seen = [];
+  try {
+    const pc = new win.RTCPeerConnection({iceServers});
+    pc.onicecandidate = (e) => seen.push(e.candidate ? e.candidate.type + '/' + e.candidate.protocol : 'end');
+    pc.createDataChannel('probe');
+    await pc.setLocalDescription(await pc.createOffer());
+    if (remoteCandidate) {
+      const peer = new win.RTCPeerConnection();
+      await peer.setRemoteDescription(pc.localDescription);
+      await peer.setLocalDescription(await peer.createAnswer());
+      await pc.setRemoteDescription(peer.localDescription);
+      await pc.addIceCandidate({candidate: remoteCandidate, sdpMid: '0'});
+    }
+  } catch (e) { seen.push('error ' + e); }
+  await new Promise((wake) => setTimeout(wake, 2000));
+  return [kind, ...seen].join(' ');
+}
+"""
+
+WEBRTC_PAGE = """<!doctype html><html><body><p id="state">waiting</p><script>%(probe)s
+const STUN = [{urls: 'stun:127.0.0.2:%(udp)d'}];
+function done(state) {
+  document.getElementById('state').textContent = state;
+  const mark = document.createElement('i'); mark.id = 'done'; document.body.appendChild(mark);
+}
+Promise.resolve().then(() => %(variant)s).then(done, (e) => done('error ' + e));
+</script></body></html>"""
+
+#: a page of its own (in an iframe of another origin, or a popup) that probes and posts its answer back
+WEBRTC_CHILD = """<!doctype html><html><body><script>%(probe)s
+probe(window, [{urls: 'stun:127.0.0.2:%(udp)d'}]).then((s) => (window.opener || window.parent).postMessage(s, '*'));
+</script></body></html>"""
+
+#: variants whose answer comes back by postMessage
+_POSTED = "new Promise((answer) => { window.onmessage = (e) => answer(e.data); %s })"
+_WORKER = "new Promise((answer) => { const w = new Worker(%s); w.onmessage = (e) => answer(e.data); })"
+_IFRAME = "const f = document.createElement('iframe');"
+
+#: every way tried for a page to reach an RTCPeerConnection, or to make one send UDP: a JS expression each
+WEBRTC_VARIANTS = {
+    "STUN from the top document": "probe(window, STUN)",
+    "TURN over UDP": "probe(window, [{urls: 'turn:127.0.0.2:%(udp)d?transport=udp', username: 'u', credential: 'p'}])",
+    "ICE checks to a remote candidate": "probe(window, [], 'candidate:1 1 udp 2122260223 127.0.0.2 %(udp)d typ host')",
+    "iframe appended and used at once": f"(() => {{ {_IFRAME} document.body.appendChild(f); "
+    "return probe(f.contentWindow, STUN); })()",
+    "about:blank iframe": f"new Promise((answer) => {{ {_IFRAME} f.src = 'about:blank'; "
+    "f.onload = () => answer(probe(f.contentWindow, STUN)); document.body.appendChild(f); })",
+    "srcdoc iframe with its own script": _POSTED
+    % f"{_IFRAME} f.srcdoc = '<script>' + probe + '; probe(window, ' + JSON.stringify(STUN) + ')"
+    ".then((s) => parent.postMessage(s, `*`))</' + 'script>'; document.body.appendChild(f);",
+    "iframe of another origin": _POSTED % f"{_IFRAME} f.src = '%(other_origin_child)s'; document.body.appendChild(f);",
+    "window.open of about:blank": "probe(window.open('about:blank'), STUN)",
+    "window.open of a page": _POSTED % "window.open('%(child)s');",
+    "blob: URL worker": _WORKER % "URL.createObjectURL(new Blob(['postMessage(typeof RTCPeerConnection)']))",
+    "data: URL worker": _WORKER % "'data:text/javascript,postMessage(typeof RTCPeerConnection)'",
+}
+#: what a page answers under the pool's flags: the API is there, and gathering ends with no candidate at all
+NO_CANDIDATES = "function end"
+
+#: WebTransport is HTTP/3, so QUIC over UDP; its target here is an allowed address, 127.0.0.1
+WEBTRANSPORT_PAGE = """<!doctype html><html><body><p id="state">waiting</p><script>
+async function attempt() {
+  const session = new WebTransport('https://127.0.0.1:%(udp)d/');
+  const late = new Promise((wake) => setTimeout(() => wake('no answer within 2 s'), 2000));
+  try { return 'ready? ' + await Promise.race([session.ready, late]); } catch (e) { return 'failed: ' + e.name; }
+}
+attempt().then((state) => {
+  document.getElementById('state').textContent = state;
+  const mark = document.createElement('i'); mark.id = 'done'; document.body.appendChild(mark);
+});
+</script></body></html>"""
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    """Counts the UDP datagrams that reach its socket."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received += 1
+
+
+async def udp_listener(host: str) -> tuple[asyncio.DatagramTransport, Datagrams]:
+    """A UDP socket on host (any port) and the count of what it receives."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_datagram_endpoint(Datagrams, local_addr=(host, 0))
+
+
+class UdpListener:
+    """`udp_listener` on a loop of its own, for tests that drive the server synchronously."""
+
+    def __init__(self, host: str) -> None:
+        self._thread = LoopThread(f"udp-{host}")
+        self._transport, self._counter = self._thread.call(udp_listener(host))
+        self.port = int(self._transport.get_extra_info("sockname")[1])
+
+    @property
+    def received(self) -> int:
+        return self._counter.received
+
+    def close(self) -> None:
+        self._thread.call(closed(self._transport))
+        self._thread.close()
+
+
+async def closed(transport: asyncio.BaseTransport) -> None:
+    """Close transport and let the loop run the callback that closes its socket."""
+    transport.close()
+    await asyncio.sleep(0)
+
+
+def webrtc_pages(script: str, udp_port: int, base_url: str, path: str) -> dict[str, str]:
+    """The page running `script` (as in WEBRTC_VARIANTS) at `path`, and the child page it may open: {path: html}."""
+    child = f"{path}-child"
+    params = {
+        "udp": udp_port,
+        "child": base_url + child,
+        "other_origin_child": base_url.replace("127.0.0.1", "localhost") + child,
+    }
+    return {
+        path: WEBRTC_PAGE % {"probe": PROBE, "udp": udp_port, "variant": script % params},
+        child: WEBRTC_CHILD % {"probe": PROBE, "udp": udp_port},
+    }
+
+
+def page_state(html_text: str) -> str:
+    match = re.search(r'<p id="state">(.*?)</p>', html_text, re.S)
+    return match.group(1) if match else f"no state in {html_text[:200]!r}"
+
+
+@pytest.fixture(scope="module")
+def webrtc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server (so one Chromium) for every WebRTC case; 127.0.0.2 is blocked."""
+    config = make_config(tmp_path_factory.mktemp("webrtc"), fetch={"blocked_networks": ["127.0.0.2/32"]})
+    with ServerThread(config) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def webrtc_site() -> Iterator[TargetSite]:
+    target = TargetSite()
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def blocked_udp() -> Iterator[UdpListener]:
+    """A UDP listener on the blocked 127.0.0.2."""
+    listener = UdpListener("127.0.0.2")
+    yield listener
+    listener.close()
+
+
+def render_job(server: ServerThread, url: str) -> tuple[dict[str, Any], str]:
+    """A render job of url that waits for #done: (the finished job, the page's #state)."""
+    job = server.http.submit({"url": url, "wait_for": "#done", "output": ["html"]}, kind="render")
+    done = server.http.wait(job["job_id"], 60)
+    outputs = server.http.get(f"/v1/jobs/{job['job_id']}/result").json.get("outputs", {})
+    return done, page_state(outputs.get("html", ""))
+
+
+def test_chromium_is_started_with_webrtc_udp_allowed_only_through_a_proxy() -> None:
+    for proxy_port in (None, 4321):
+        assert WEBRTC_PROXIED_ONLY in chromium_args("", as_root=False, proxy_port=proxy_port)
+    assert WEBRTC_PROXIED_ONLY == "--webrtc-ip-handling-policy=disable_non_proxied_udp"
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.parametrize("variant", list(WEBRTC_VARIANTS))
+def test_a_page_sends_no_webrtc_udp_to_a_blocked_address_and_its_render_job_completes(
+    variant: str, webrtc_server: ServerThread, webrtc_site: TargetSite, blocked_udp: UdpListener
+) -> None:
+    path = f"/webrtc/{list(WEBRTC_VARIANTS).index(variant)}"
+    for route, page in webrtc_pages(WEBRTC_VARIANTS[variant], blocked_udp.port, webrtc_site.base_url, path).items():
+        webrtc_site.add_html(route, page)
+
+    done, state = render_job(webrtc_server, webrtc_site.url(path))
+
+    assert blocked_udp.received == 0
+    assert done["status"] == "completed"
+    assert state == ("undefined" if "worker" in variant else NO_CANDIDATES)  # the API is there, but not in workers
+
+
+async def render_states(args: list[str], urls: list[str]) -> list[str]:
+    """Each url's #state, rendered at once in a Chromium started here with `args`. The controls use it: they
+    launch Chromium without one of the measures the BrowserPool always takes."""
+    executable = find_chromium()
+    assert executable is not None
+    fixes.apply_connection_patches()
+    process = await spawn_chromium(executable, args, timeout_s=30)
+    try:
+        browser = await fixes.connect_browser(process.ws_endpoint, {"width": 800, "height": 600}, timeout_s=30)
+
+        async def state_of(url: str) -> str:
+            page, _crashed = await fixes.open_page(await browser.createIncognitoBrowserContext())
+            await fixes.goto(page, url, "load")
+            await page.waitForSelector("#done", timeout=30_000)
+            return page_state(await page.content())
+
+        try:
+            return list(await asyncio.gather(*(state_of(url) for url in urls)))
+        finally:
+            await fixes.close_quietly(browser.close(), 2.0)
+            await fixes.close_quietly(browser.disconnect(), 1.0)
+    finally:
+        await process.stop(grace_s=2.0)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_without_the_webrtc_flag_the_same_pages_do_send_udp_to_the_blocked_address() -> None:
+    """The control: the pool's flags and egress proxy but for WEBRTC_PROXIED_ONLY, so the cases above can fail."""
+
+    async def body() -> None:
+        variants = [variant for variant in WEBRTC_VARIANTS if "worker" not in variant]
+        listeners = [await udp_listener("127.0.0.2") for _ in variants]
+        routes: Routes = {}
+        site, port, _hits = await serve("127.0.0.1", 0, routes)
+        base = f"http://127.0.0.1:{port}"
+        for index, (variant, (transport, _counter)) in enumerate(zip(variants, listeners, strict=True)):
+            udp_port = transport.get_extra_info("sockname")[1]
+            routes.update(
+                {
+                    path: html(page)
+                    for path, page in webrtc_pages(WEBRTC_VARIANTS[variant], udp_port, base, f"/{index}").items()
+                }
+            )
+        async with EgressProxy(POLICY, rules=HostRules(TEST_RULES)) as proxy:
+            args = chromium_args(TEST_RULES, as_root=os.geteuid() == 0, proxy_port=proxy.port)
+            args.remove(WEBRTC_PROXIED_ONLY)
+            states = await render_states(args, [f"{base}/{index}" for index in range(len(variants))])
+        await site.cleanup()
+        received = {
+            variant: counter.received for variant, (_transport, counter) in zip(variants, listeners, strict=True)
+        }
+        for transport, _counter in listeners:
+            transport.close()
+        # every variant reached the blocked address (gathering needs a network interface besides loopback)
+        assert all(received.values()), (received, states)
+
+    run(body())
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_webtransport_sends_no_udp_through_the_egress_proxy_and_the_render_job_completes(
+    webrtc_server: ServerThread, webrtc_site: TargetSite
+) -> None:
+    """Chromium carries no QUIC over a SOCKS5 proxy, so WebTransport sends nothing, even to an allowed address."""
+    allowed = UdpListener("127.0.0.1")
+    url = webrtc_site.add_html("/webtransport", WEBTRANSPORT_PAGE % {"udp": allowed.port})
+
+    done, state = render_job(webrtc_server, url)
+    allowed.close()
+
+    assert done["status"] == "completed"
+    assert state.startswith("failed: ")
+    assert allowed.received == 0
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_without_the_egress_proxy_webtransport_does_send_udp() -> None:
+    """The control: with the pool's other flags (--disable-quic included) but no proxy, QUIC goes out."""
+
+    async def body() -> None:
+        transport, counter = await udp_listener("127.0.0.1")
+        site, port, _hits = await serve(
+            "127.0.0.1", 0, {"/": html(WEBTRANSPORT_PAGE % {"udp": transport.get_extra_info("sockname")[1]})}
+        )
+        await render_states(chromium_args(TEST_RULES, as_root=os.geteuid() == 0), [f"http://127.0.0.1:{port}/"])
+        await site.cleanup()
+        transport.close()
+        assert counter.received > 0
+
+    run(body())
+
+
+TURN_TCP_PAGE = WEBRTC_PAGE.replace(
+    "Promise.resolve()",
+    "const TURN = (host) => ({urls: `turn:${host}:%(tcp)d?transport=tcp`, username: 'u', credential: 'p'});\n"
+    "Promise.resolve()",
+)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_webrtc_keeps_tcp_only_through_the_egress_proxy_and_its_policy() -> None:
+    """TURN over TCP is what WebRTC has left: Chromium hands the proxy the TURN server's name (only the proxy's
+    resolver knows these names), and the proxy refuses the blocked one and connects the allowed one."""
+
+    async def body() -> None:
+        allowed, forbidden, tcp_port = await listener_pair()
+        calls: list[tuple[str, int]] = []
+        resolver = resolving({"turn-ok.test": ["127.0.0.1"], "turn-evil.test": ["127.0.0.2"]}, calls)
+        variant = "probe(window, [TURN('turn-evil.test'), TURN('turn-ok.test')])"
+        page = TURN_TCP_PAGE % {"probe": PROBE, "udp": 9, "tcp": tcp_port, "variant": variant}
+        site, port, _hits = await serve("127.0.0.1", 0, {"/": html(page)})
+        async with pool_with(POLICY, resolver) as pool:
+            result = await pool.render(RenderRequest(f"http://127.0.0.1:{port}/", wait_for="#done"))
+            refusals = pool.state()["egress_refusals"]
+        await site.cleanup()
+        await allowed.close()
+        await forbidden.close()
+        assert page_state(result.html).startswith("function")
+        assert {("turn-ok.test", tcp_port), ("turn-evil.test", tcp_port)} <= set(calls)
+        assert allowed.accepted >= 1 and forbidden.accepted == 0 and refusals >= 1
+
+    run(body())
+
+
+#: remote ICE candidates named in ways Chromium resolves by multicast DNS: lower case, upper case with the
+#: root's dot, a subdomain
+MDNS_CANDIDATES = ("secret-lower.local", "SECRET-UPPER.LOCAL.", "a.b.secret-sub.local")
+STRACE = shutil.which("strace")
+
+
+def traced_chromium(tmp_path: Path) -> tuple[str, Path]:
+    """A Chromium executable that runs the real one under strace, logging every socket call that can carry a
+    datagram or open a connection, with the kind of socket (-yy); (the executable, the log)."""
+    log = tmp_path / "strace.log"
+    script = tmp_path / "chromium"
+    calls = "connect,sendto,sendmsg,sendmmsg"
+    script.write_text(f'#!/bin/sh\nexec {STRACE} -f -qq -yy -e trace={calls} -s 100 -o {log} {find_chromium()} "$@"\n')
+    script.chmod(0o755)
+    return str(script), log
+
+
+def not_to_the_proxy(call: str) -> bool:
+    """Whether a logged socket call names an IP address other than the proxy's 127.0.0.1. Sends on TCP and on
+    connected sockets name none; Chromium's WebRTC and mDNS sockets name their peer in each sendto."""
+    return any(address != "127.0.0.1" for address in re.findall(r'inet_(?:addr|pton)\((?:AF_INET6, )?"([^"]+)"', call))
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.skipif(STRACE is None, reason="no strace on this machine")
+def test_no_chromium_process_sends_a_datagram_not_even_mdns_for_a_local_candidate(tmp_path: Path) -> None:
+    """A `.local` ICE candidate would be looked up by multicast DNS, which no listener on loopback can see; so
+    strace watches every Chromium process, run by the pool with the production rules (SERVICE_HOST_RULES)."""
+
+    async def body() -> None:
+        executable, log = traced_chromium(tmp_path)
+        transport, counter = await udp_listener("127.0.0.2")
+        udp_port = transport.get_extra_info("sockname")[1]
+        scripts = [WEBRTC_VARIANTS["STUN from the top document"]]
+        scripts += [
+            f"probe(window, [], 'candidate:1 1 udp 2122260223 {name} %(udp)d typ host')" for name in MDNS_CANDIDATES
+        ]
+        routes: Routes = {}
+        site, port, _hits = await serve("127.0.0.1", 0, routes)
+        base = f"http://127.0.0.1:{port}"
+        for index, script in enumerate(scripts):
+            routes.update(
+                {path: html(page) for path, page in webrtc_pages(script, udp_port, base, f"/{index}").items()}
+            )
+        config = BrowserConfig(executable=executable)
+        async with BrowserPool(config, POLICY, host_resolver_rules=SERVICE_HOST_RULES, resolver=resolving({})) as pool:
+            states = [
+                page_state((await pool.render(RenderRequest(f"{base}/{index}", wait_for="#done"))).html)
+                for index in range(len(scripts))
+            ]
+        await site.cleanup()
+        transport.close()
+        calls = log.read_text().splitlines()
+        sends_away = [call for call in calls if re.match(r"\d+ send(to|msg|mmsg)\(", call) and not_to_the_proxy(call)]
+        proxy_connects = [call for call in calls if " connect(" in call and 'inet_addr("127.0.0.1")' in call]
+        assert states == [NO_CANDIDATES] * len(scripts) and counter.received == 0
+        assert proxy_connects  # strace did watch the process that makes Chromium's connections
+        assert sends_away == []
+        assert [call for call in calls if "secret" in call.lower() and re.search(r"sin6?_port|<UDP|<TCP", call)] == []
+
+    run(body())

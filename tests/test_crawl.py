@@ -6,6 +6,7 @@ import asyncio
 import re
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -333,18 +334,23 @@ def test_the_gate_holds_per_host_concurrency_and_hosts_do_not_wait_for_each_othe
     gate = HostGate(2, 0)
     peak: dict[str, int] = {}
 
-    async def one(host: str) -> None:
+    async def one(host: str, hold: Callable[[], Awaitable[object]]) -> None:
         async with gate.slot(host):
             peak[host] = max(peak.get(host, 0), gate.in_flight(host))
-            await asyncio.sleep(0.01)
+            await hold()
 
-    async def main() -> float:
-        started = time.monotonic()
-        await asyncio.gather(*(one(h) for h in ["a"] * 6 + ["b"] * 6))
-        return time.monotonic() - started
+    async def main() -> None:
+        release_a = asyncio.Event()
+        stuck = [asyncio.create_task(one("a", release_a.wait)) for _ in range(6)]
+        await asyncio.sleep(0)
+        # every request to "a" is held (two in its slots, four queued), and "b" still goes through
+        await asyncio.wait_for(asyncio.gather(*(one("b", lambda: asyncio.sleep(0.001)) for _ in range(6))), 10)
+        assert gate.in_flight("a") == 2 and not any(task.done() for task in stuck)
+        release_a.set()
+        await asyncio.wait_for(asyncio.gather(*stuck), 10)
 
-    took_s = asyncio.run(main())
-    assert peak == {"a": 2, "b": 2} and took_s < 0.06
+    asyncio.run(main())
+    assert peak == {"a": 2, "b": 2}
     assert gate.in_flight("a") == 0 and gate._hosts == {}
 
 

@@ -15,7 +15,9 @@ Pitfall numbers are the notes'. The fixes, and where each one lives:
 - 9 and 10, orphans, zombies and leftover profiles: litejobs.chromium starts Chromium with a parent-death
   signal in its own process group, kills the group and removes the profile.
 - 11, Chromium resolves Google's hosts by itself: litejobs.chromium.chromium_args adds the host
-  resolver rules the pool is given.
+  resolver rules the pool is given. Through the SOCKS5 egress proxy Chromium hands over names it never
+  resolves, so the proxy applies those rules (litejobs.egress_proxy.HostRules) before its own lookup, and
+  whatever Chromium still looks up itself answers 0.0.0.0 (chromium._RESOLVE_NOTHING).
 - page.goto leaves its navigation watcher pending when navigation fails: `goto` (pages.py).
 - page.evaluate takes any script containing "=>" for a function: `evaluate_script` (pages.py).
 """
