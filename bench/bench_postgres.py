@@ -1,4 +1,5 @@
-"""Benchmark the PostgreSQL store on 127.0.0.1: fetch jobs/s with one node and two, claim latency at depth.
+"""Benchmark the PostgreSQL store on 127.0.0.1: fetch jobs/s with one node and two, claim latency at depth,
+next to the same figures for the SQLite store in the same run.
 
 Starts a throwaway PostgreSQL (as the tests do, tests/pg.py), a target page in this process, and
 `litejobs serve` nodes as child processes. See bench/README.md.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -19,7 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
 
+from litejobs.store import Store  # noqa: E402
 from litejobs.store.postgres import PostgresStore  # noqa: E402
+from litejobs.store.sqlite import SqliteStore  # noqa: E402
 from tests.pg import PostgresServer, _bindir  # noqa: E402
 from tests.support import ServerProcess, TargetSite  # noqa: E402
 
@@ -28,16 +32,14 @@ BATCH = 500
 LEASE_MS = 30_000
 
 
-def fetch_rate(server: PostgresServer, site_url: str, nodes: int, jobs: int, concurrency: int) -> float:
-    """Jobs/s from the first submit until every job is terminal, `nodes` servers on one database."""
-    url = server.new_database()
+def fetch_rate(server: PostgresServer | None, site_url: str, nodes: int, jobs: int, concurrency: int) -> float:
+    """Jobs/s from the first submit until every job is terminal, `nodes` servers on one database
+    (a fresh PostgreSQL database, or with `server` None one SQLite file and one node)."""
     scratch = tempfile.TemporaryDirectory(prefix="litejobs-bench-")
-    env = {
-        "LITEJOBS_STORE_URL": url,
-        "LITEJOBS_STORE_FILES_DIR": scratch.name,
-        "LITEJOBS_QUEUE_CONCURRENCY": str(concurrency),
-    }
-    procs = [ServerProcess(Path(scratch.name) / f"unused-{i}.db", env=env) for i in range(nodes)]
+    env = {"LITEJOBS_STORE_FILES_DIR": scratch.name, "LITEJOBS_QUEUE_CONCURRENCY": str(concurrency)}
+    if server is not None:
+        env["LITEJOBS_STORE_URL"] = server.new_database()
+    procs = [ServerProcess(Path(scratch.name) / f"node-{i}.db", env=env) for i in range(nodes)]
     try:
         started = time.monotonic()
         for n, start in enumerate(range(0, jobs, BATCH)):
@@ -60,19 +62,48 @@ def fetch_rate(server: PostgresServer, site_url: str, nodes: int, jobs: int, con
         scratch.cleanup()
 
 
-async def claim_latency(url: str, depth: int, claims: int) -> tuple[float, float, float]:
-    """(fill seconds, p50 ms, p99 ms) of claim(1) with `depth` waiting jobs in the table at `url`."""
-    async with PostgresStore(url) as store:
-        filled_at = time.monotonic()
-        async with store._pool.acquire() as conn:
-            # rows written by SQL, not submit(): the figure measured is the claim, not the fill
-            await conn.execute(
-                "INSERT INTO jobs (id, kind, owner, status, priority, run_at, input, meta, max_attempts, timeout_s, "
-                "created_at, updated_at) SELECT 'job_' || md5(g::text), 'fetch', 'o', 'waiting', g % 3, g, "
-                "'{\"url\":\"http://127.0.0.1/\"}', '{}', 3, 60, g, g FROM generate_series(1, $1) AS g",
-                depth,
-            )
-            await conn.execute("ANALYZE jobs")
+# rows written by SQL, not submit(): the figure measured is the claim, not the fill
+_FILL_COLUMNS = (
+    "id, kind, owner, status, priority, run_at, input, meta, max_attempts, timeout_s, created_at, updated_at"
+)
+_FILL_VALUES = "'fetch', 'o', 'waiting', g % 3, g, '{\"url\":\"http://127.0.0.1/\"}', '{}', 3, 60, g, g"
+
+
+async def fill_postgres(store: PostgresStore, depth: int) -> None:
+    async with store._pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO jobs ({_FILL_COLUMNS}) SELECT 'job_' || md5(g::text), {_FILL_VALUES} "
+            "FROM generate_series(1, $1) AS g",
+            depth,
+        )
+        await conn.execute("ANALYZE jobs")
+
+
+def fill_sqlite(path: Path, depth: int) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            f"INSERT INTO jobs ({_FILL_COLUMNS}) WITH RECURSIVE n(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM n "
+            f"WHERE g < ?) SELECT printf('job_%032x', g), {_FILL_VALUES} FROM n",
+            (depth,),
+        )
+        conn.execute("ANALYZE")
+
+
+async def claim_latency(url: str | None, depth: int, claims: int) -> tuple[float, float, float]:
+    """(fill seconds, p50 ms, p99 ms) of claim(1) with `depth` waiting jobs: in the PostgreSQL database at
+    `url`, or with `url` None in a new SQLite file."""
+    scratch = tempfile.TemporaryDirectory(prefix="litejobs-bench-")
+    path = Path(scratch.name) / "claims.db"
+    if url is None:
+        async with SqliteStore(path):
+            pass  # creates the schema
+    store: Store = PostgresStore(url) if url is not None else SqliteStore(path)
+    filled_at = time.monotonic()
+    if url is None:
+        fill_sqlite(path, depth)
+    async with store:
+        if isinstance(store, PostgresStore):
+            await fill_postgres(store, depth)
         fill_s = time.monotonic() - filled_at
         times = []
         for n in range(claims):
@@ -80,6 +111,7 @@ async def claim_latency(url: str, depth: int, claims: int) -> tuple[float, float
             [job] = await store.claim(1, "bench", 10**12 + n, LEASE_MS)
             times.append((time.perf_counter() - begin) * 1000)
             assert job.status.value == "active"
+    scratch.cleanup()
     times.sort()
     return fill_s, statistics.median(times), times[int(len(times) * 0.99) - 1]
 
@@ -105,12 +137,14 @@ def main() -> int:
     try:
         site_url = site.add("/page", page)
         rows = []
-        for nodes in (1, 2):
-            rate = fetch_rate(server, site_url, nodes, args.jobs, args.concurrency)
-            rows.append(f"| fetch jobs/s, output html, {nodes} node(s) × concurrency {args.concurrency} | {rate:.0f} |")
-        fill_s, p50, p99 = asyncio.run(claim_latency(server.new_database(), args.depth, args.claims))
-        rows.append(f"| claim(1) latency at depth {args.depth:,}, p50 / p99 (fill took {fill_s:.0f} s) | "
-                    f"{p50:.2f} / {p99:.2f} ms |")  # fmt: skip
+        for label, store_server, nodes in (("SQLite", None, 1), ("PostgreSQL", server, 1), ("PostgreSQL", server, 2)):
+            rate = fetch_rate(store_server, site_url, nodes, args.jobs, args.concurrency)
+            rows.append(f"| {label}: fetch jobs/s, output html, {nodes} node(s) × concurrency {args.concurrency} "
+                        f"| {rate:.0f} |")  # fmt: skip
+        for label, url in (("SQLite", None), ("PostgreSQL", server.new_database())):
+            fill_s, p50, p99 = asyncio.run(claim_latency(url, args.depth, args.claims))
+            rows.append(f"| {label}: claim(1) latency at depth {args.depth:,}, p50 / p99 (fill took {fill_s:.0f} s) "
+                        f"| {p50:.2f} / {p99:.2f} ms |")  # fmt: skip
     finally:
         site.close()
         server.stop()
