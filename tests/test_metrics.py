@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -81,3 +82,30 @@ def test_a_queued_job_shows_in_the_queue_gauges(tmp_path: Path, site: TargetSite
         samples = scrape(server.http)
     assert value(samples, "litejobs_queue_depth") == 1
     assert value(samples, "litejobs_jobs", status="delayed", kind="fetch") == 1
+
+
+def test_every_end_is_announced_even_when_a_heartbeat_meets_the_finish(tmp_path: Path, site: TargetSite) -> None:
+    """A heartbeat that reads a job a moment after its finish committed finds it no longer active and
+    stops its task; the outcome is recorded all the same and must still be announced (metrics here;
+    webhooks and waits hang on the same announcement). Short leases beat often, so many finishes meet
+    a heartbeat."""
+    async def steady(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.01)  # jobs end one after another all through the run, not in one burst
+        return web.Response(text="<p>steady</p>", content_type="text/html")
+
+    page = site.add("/steady", steady)
+    config = make_config(tmp_path, queue={"lease_s": 1, "concurrency": 32})
+    jobs = 6000
+    with ServerThread(config) as server:
+        for _ in range(jobs // 500):
+            batch = {"jobs": [{"kind": "fetch", "input": {"url": page, "output": ["html"]}}] * 500}
+            assert server.http.post("/v1/jobs/batch", batch).status == 202
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            counts = server.http.get("/v1/stats").json["counts"]
+            if counts["completed"] == jobs:
+                break
+            time.sleep(0.05)
+        samples = scrape(server.http)
+    assert counts["completed"] == jobs
+    assert value(samples, "litejobs_jobs_finished_total", kind="fetch", status="completed") == jobs
