@@ -338,7 +338,10 @@ def report(r: Results, n: int) -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\nCommand: `{shlex.join([sys.executable, *sys.argv])}`")
-    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; asyncio's default loop (as `litejobs serve`).")
+    print(
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs; `litejobs serve` on uvloop, the bench, the bare"
+        " endpoint and the target on asyncio's default loop."
+    )
     print("(c) is started_at - created_at from the API's timestamps: server clock, millisecond resolution.")
     print("CPU use, % of one core: " + "; ".join(r.cpu))
     noisy = [f"{label} {pct:.0f}%" for label, pct in r.others.items() if pct > NOISY_PCT]
