@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from litejobs import __version__
 from litejobs.api import dialects, events, system, v1
@@ -21,6 +21,7 @@ from litejobs.api.auth import KeyRing
 from litejobs.api.errors import error_body, error_response, request_id_of
 from litejobs.api.http import RequestIdMiddleware, job_body
 from litejobs.api.ratelimit import RateLimiter
+from litejobs.api.responses import JSONResponse
 from litejobs.config import Config
 from litejobs.engine import Engine
 from litejobs.errors import LitejobsError

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import random
 from collections.abc import Callable, Coroutine
@@ -24,6 +23,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from litejobs import jsontext
 from litejobs.config import WebhooksConfig
 from litejobs.errors import FetchError
 from litejobs.fetcher import PolicyResolver
@@ -215,7 +215,7 @@ class Deliverer:
 
     async def _add(self, job: Job, event: str) -> Delivery:
         assert job.webhook is not None
-        body = json.dumps(self.body_of(job), separators=(",", ":"), ensure_ascii=False).encode()
+        body = jsontext.encode(self.body_of(job))
         delivery = await self.store.add_delivery(job.id, event, job.webhook["url"], body, self.clock())
         self._wake.set()
         return delivery

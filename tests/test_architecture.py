@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "litejobs.render_request": 0,
     "litejobs.politeness": 0,
     "litejobs.events": 0,
+    "litejobs.jsontext": 0,
     # 1 resources: the store, the network, the browser, files, logs
     "litejobs.store.": 1,
     "litejobs.store": 1,

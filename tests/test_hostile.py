@@ -291,6 +291,58 @@ def test_json_that_is_not_an_object_gets_a_4xx_on_every_post_route(api: ServerTh
         assert 400 <= resp.status < 500, (path, resp.status, resp.body[:300])
 
 
+NOT_STRICT_JSON = {
+    "NaN": b"NaN",
+    "Infinity": b"Infinity",
+    "-Infinity": b"-Infinity",
+    "a number past a double": b"1e400",
+    "a lone surrogate": b'"\\ud800"',
+}
+
+
+@pytest.mark.parametrize("what", list(NOT_STRICT_JSON))
+def test_json_that_is_not_strict_is_refused_on_every_post_route_and_stores_nothing(tmp_path: Path, what: str) -> None:
+    """Python's json reads NaN, Infinity, 1e400 (as inf) and lone surrogates; the request then failed
+    after its job was stored (500 for an accepted job, so a client retries and gets it twice)."""
+    token = NOT_STRICT_JSON[what]
+    with ServerThread(make_config(tmp_path)) as server:  # anonymous: every route reaches its parsing
+        assert server.app is not None
+        paths = sorted(set(post_routes(server.app.asgi.routes)))
+        checked = 0
+        for template in paths:
+            path = template.replace("{job_id}", FAKE_JOB)
+            for name in ("{scraper}", "{kind}", "{name}"):
+                path = path.replace(name, "fetch")
+            broken = server.http.request("POST", path, raw=b"{", headers={"Content-Type": "application/json"})
+            for body in (
+                b'{"url": "http://127.0.0.1:9/", "input": {"url": "http://127.0.0.1:9/"}, "meta": {"x": %s}}' % token,
+                b'{"url": "http://127.0.0.1:9/", "input": {"url": "http://127.0.0.1:9/", "headers": {"a": %s}}}'
+                % token,
+            ):
+                resp = server.http.request("POST", path, raw=body, headers={"Content-Type": "application/json"})
+                # a route that reads a body refuses it as it refuses broken JSON; the others never read it
+                assert resp.status == (400 if broken.status == 400 else broken.status), (path, resp.body[:300])
+                if broken.status == 400 and path.startswith("/v1/"):
+                    assert resp.json["error"]["code"] == "invalid_json", (path, resp.body[:300])
+                    checked += 1
+        assert checked >= 8  # /v1/jobs, /v1/jobs/batch, /v1/scrape, /v1/scrape/async, both bodies each
+        counts = server.http.get("/v1/stats").json["counts"]
+        assert sum(counts.values()) == 0, counts
+
+
+def test_a_byte_order_mark_is_ignored_and_big_integers_stay_exact(api: ServerThread) -> None:
+    alice = Http(api.base_url, KEYS[0])
+    body = b'\xef\xbb\xbf{"input": {"url": "http://127.0.0.1:9/"}, "meta": {"n": 123456789012345678901234567890}, "delay_s": 999}'
+    resp = alice.request("POST", "/v1/jobs", raw=body, headers={"Content-Type": "application/json"})
+    assert resp.status == 202, resp.body[:300]
+    assert resp.json["meta"] == {"n": 123456789012345678901234567890}
+    again = alice.get(f"/v1/jobs/{resp.json['job_id']}")
+    assert (
+        b'"n":123456789012345678901234567890' in again.body
+        and again.json["meta"]["n"] == 123456789012345678901234567890
+    )
+
+
 def test_numbers_that_are_not_plain_or_do_not_fit_are_refused_or_ignored(api: ServerThread) -> None:
     for cursor in ("c²", "c١", "c" + "9" * 30, "c-1", "c 1"):
         resp = api.http.get(f"/v1/jobs?cursor={quote(cursor)}")

@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from litejobs import errors as e
+from litejobs.api.responses import JSONResponse
 
 STATUS_OF: dict[type[e.LitejobsError], int] = {
     e.InvalidJson: 400,

@@ -9,7 +9,6 @@ re-reads the store every `[store] recheck_s` for changes nothing announced.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from litejobs import jsontext
 from litejobs.api.http import app_of, job_body
 from litejobs.api.v1 import owner
 from litejobs.jobs import Job
@@ -51,7 +51,7 @@ class _Pace:
 
 
 def sse(job: Job, event: str) -> str:
-    data = json.dumps(job_body(job), separators=(",", ":"))
+    data = jsontext.text(job_body(job))
     return f"id: {job.updated_at}\nevent: {event}\ndata: {data}\n\n"
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from litejobs import jsontext
 from litejobs.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from litejobs.jobs import Attempt, Job, JobResult, iso_ms
 
 if TYPE_CHECKING:
     from litejobs.app import App
+
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def app_of(request: Request) -> App:
@@ -40,14 +42,24 @@ async def read_json(request: Request, *, allow_empty: bool = False) -> Any:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not JSON; send application/json")
+    if raw.startswith(UTF8_BOM):  # RFC 8259 lets a parser ignore it; some Windows clients send one
+        raw = raw[len(UTF8_BOM) :]
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidJson("the request body is not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidJson("the request body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
+        return jsontext.parse(raw)
+    except jsontext.JSONDecodeError as exc:
+        raise InvalidJson(f"the request body is not valid JSON: {_problem(exc)}") from None
+
+
+def _problem(exc: ValueError) -> str:
+    """orjson's message in plain words: NaN, infinities and broken text are named as such."""
+    message = str(exc)
+    if "depth limit" in message:
+        return "it is nested too deeply"
+    if "not valid UTF-8" in message or "surrogate" in message:
+        return f"its text is not valid UTF-8 (a lone surrogate escape, or bytes that are not UTF-8): {message}"
+    if "infinity" in message:
+        return f"a number is too large for a 64-bit float: {message}"
+    return message
 
 
 def query_number(request: Request, name: str, default: float, low: float, high: float) -> float:

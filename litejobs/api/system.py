@@ -7,13 +7,14 @@ from os import PathLike
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from litejobs.api.http import app_of
 from litejobs.api.openapi import openapi_document
+from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"

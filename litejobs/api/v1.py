@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from litejobs.api.auth import ANONYMOUS, presented_key
 from litejobs.api.http import app_of, attempt_body, job_body, public_page, query_number, read_json, result_body
+from litejobs.api.responses import JSONResponse
 from litejobs.errors import NotFound, ValidationFailed
 from litejobs.jobs import JobState
 

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Attempt, Job, JobResult, JobState
 from litejobs.store import StoredFile
 from litejobs.store.postgres_schema import WORK_CHANNEL
-from litejobs.store.rows import dumps, job_of_row, loads, stats_of
-
-JOB_COLUMNS = (
-    "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
-    "timeout_s, recoveries, lease_until, lease_owner, progress, error, result_available, "
-    "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
-)
-
+from litejobs.store.rows import JOB_COLUMNS, dumps, job_of_row, loads, stats_of
 
 job_of = job_of_row
 
@@ -53,7 +45,7 @@ class Records:
         )
         if not rows:
             return None
-        return JobResult(JobState(rows[0]["status"]), json.loads(rows[0]["outputs"]), json.loads(rows[0]["stats"]))
+        return JobResult(JobState(rows[0]["status"]), loads(rows[0]["outputs"]), loads(rows[0]["stats"]))
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._fetch(
@@ -112,7 +104,7 @@ class Records:
         rows = await self._fetch(
             "SELECT data FROM pages WHERE job_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3", job_id, offset, limit
         )
-        return [json.loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     async def page_count(self, job_id: str) -> int:
         rows = await self._fetch("SELECT count(*) FROM pages WHERE job_id = $1", job_id)

@@ -183,7 +183,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
         run_at = now_ms + int(spec.delay_s * 1000)
         status = JobState.DELAYED if spec.delay_s > 0 else JobState.WAITING
         job_id = new_job_id()
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO jobs (id, kind, owner, status, priority, run_at, input, meta, webhook, "
             "max_attempts, timeout_s, idempotency_key, request_hash, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -195,8 +195,14 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                 now_ms, now_ms,
             ),
         )  # fmt: skip
-        job = fetch_job(conn, job_id)
-        assert job is not None
+        # the job as a re-read would give it, without the re-read (a third of a submit's store time)
+        job = Job(
+            id=job_id, kind=spec.kind, status=status, input=spec.input, owner=spec.owner, meta=spec.meta,
+            priority=spec.priority, attempts=0, max_attempts=spec.max_attempts, timeout_s=float(spec.timeout_s),
+            created_at=now_ms, updated_at=now_ms, run_at=run_at, webhook=spec.webhook,
+        )  # fmt: skip
+        job.seq = cursor.lastrowid  # type: ignore[attr-defined]
+        job.request_hash = spec.request_hash  # type: ignore[attr-defined]
         return job
 
     async def get(self, job_id: str) -> Job | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ class Artefacts:
         )
         if not rows:
             return None
-        return JobResult(JobState(rows[0]["status"]), json.loads(rows[0]["outputs"]), json.loads(rows[0]["stats"]))
+        return JobResult(JobState(rows[0]["status"]), loads(rows[0]["outputs"]), loads(rows[0]["stats"]))
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._read(
@@ -72,7 +71,7 @@ class Artefacts:
         rows = await self._read(
             "SELECT data FROM pages WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (job_id, offset, limit)
         )
-        return [json.loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     async def page_count(self, job_id: str) -> int:
         rows = await self._read("SELECT count(*) FROM pages WHERE job_id = ?", (job_id,))

@@ -6,13 +6,8 @@ import sqlite3
 from typing import Any
 
 from litejobs.jobs import Job, JobState, sources_of
-from litejobs.store.rows import dumps, job_of_row, loads  # noqa: F401  (re-exported)
+from litejobs.store.rows import JOB_COLUMNS, dumps, job_of_row, loads  # noqa: F401  (re-exported)
 
-JOB_COLUMNS = (
-    "seq, id, kind, owner, status, priority, run_at, input, meta, webhook, attempts, max_attempts, "
-    "timeout_s, recoveries, lease_until, lease_owner, progress, error, result_available, "
-    "created_at, updated_at, started_at, completed_at, expires_at, request_hash"
-)
 QUEUED = "('waiting', 'delayed')"
 
 

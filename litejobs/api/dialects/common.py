@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from litejobs import jsontext
 from litejobs.api.auth import owner_of_key, presented_key
 from litejobs.api.errors import error_response
 from litejobs.api.http import app_of, public_page, read_json
+from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
 from litejobs.engine import Engine
 from litejobs.errors import (
@@ -44,7 +45,7 @@ def speaking(shape: ErrorShape) -> Callable[[Endpoint], Endpoint]:
             except LitejobsError as exc:
                 native = error_response(request, exc)
                 headers = {"Retry-After": native.headers["retry-after"]} if "retry-after" in native.headers else {}
-                body = shape(request, exc, json.loads(native.body))
+                body = shape(request, exc, jsontext.parse(native.body))
                 return JSONResponse(body, status_code=native.status_code, headers=headers)
 
         return guarded

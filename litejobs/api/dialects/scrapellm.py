@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from litejobs import jsontext
 from litejobs.api.dialects.common import job_by_id, read_body, renamed, result_of, submit_one
+from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
 from litejobs.errors import ValidationFailed
 from litejobs.jobs import JobState, iso_ms
@@ -32,7 +33,7 @@ STATUS = {
 def query_value(raw: str) -> Any:
     """A query value read as JSON when it is JSON (`true`, `3`, `["a","b"]`), else as the string."""
     try:
-        return json.loads(raw)
+        return jsontext.parse(raw)
     except ValueError:
         return raw
 

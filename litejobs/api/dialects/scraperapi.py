@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from litejobs.api.dialects.common import engine_of, job_by_id, read_body, result_of, submit_one
+from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
 from litejobs.errors import ValidationFailed
 from litejobs.fields import Fields

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from litejobs.api.dialects.common import engine_of, pages_of, read_body, renamed, run_inline, submit_one
 from litejobs.api.errors import request_id_of
+from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import idempotency_key, owner
 from litejobs.errors import UnsupportedKind, ValidationFailed
 from litejobs.jobs import Job, JobState, iso_ms
