@@ -38,6 +38,21 @@ class _Sampled(Collector):
         return list(self.families)
 
 
+class _Children:
+    """A labelled metric's children by label values, kept: prometheus_client's labels() validates
+    and takes a lock on every call, and on_change calls it up to four times per job change."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     """`on_change` is a ChangeFeed listener, `webhook_attempt` the Deliverer's hook; `render()` reads
     the store and answers the Prometheus text for GET /metrics."""
@@ -80,6 +95,8 @@ class Metrics:
             registry=registry,
         )
         ProcessCollector(registry=registry)
+        self._submitted, self._finished = _Children(self.submitted), _Children(self.finished)
+        self._duration, self._errors = _Children(self.duration), _Children(self.errors)
         #: per job not yet ended: the last attempt whose error was counted
         self._errors_counted: dict[str, int] = {}
         self._sampled = _Sampled()
@@ -89,12 +106,12 @@ class Metrics:
         """Feed listener: count submits, ends, durations and attempt errors."""
         queued = job.status is JobState.WAITING or job.status is JobState.DELAYED
         if queued and job.attempts == 0 and job.created_at == job.updated_at:
-            self.submitted.labels(job.kind).inc()  # a fresh submit: a retried job was updated since
+            self._submitted(job.kind).inc()  # a fresh submit: a retried job was updated since
         self._count_error(job)
         if job.status in TERMINAL:
-            self.finished.labels(job.kind, job.status.value).inc()
+            self._finished(job.kind, job.status.value).inc()
             if job.started_at is not None and job.completed_at is not None:
-                self.duration.labels(job.kind).observe(max(0.0, (job.completed_at - job.started_at) / 1000))
+                self._duration(job.kind).observe(max(0.0, (job.completed_at - job.started_at) / 1000))
 
     def _count_error(self, job: Job) -> None:
         # A job is published as it is re-read after a change, so the `delayed` one of a failed
@@ -106,7 +123,7 @@ class Metrics:
             attempt = job.attempts + 1 if error and job.status is JobState.FAILED else 0
         if attempt > self._errors_counted.get(job.id, 0):
             self._errors_counted[job.id] = attempt
-            self.errors.labels(str(error.get("code", "unknown"))).inc()
+            self._errors(str(error.get("code", "unknown"))).inc()
         if job.status in TERMINAL:
             self._errors_counted.pop(job.id, None)
 
