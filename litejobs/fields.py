@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from litejobs.errors import ValidationFailed
 
 _MISSING = object()
@@ -30,6 +32,10 @@ def url_problem(value: str) -> str | None:
         return "has an invalid port"
     if any(ch in value for ch in "\r\n\t\x00 "):
         return "contains whitespace or control characters"
+    try:
+        URL(value.strip())  # the parser aiohttp fetches with: IDNA and the characters a host may hold
+    except ValueError as exc:
+        return f"has a host name that cannot be used ({exc})"
     return None
 
 
