@@ -13,6 +13,7 @@ encode such an integer, so encoding falls back to the standard library for it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -36,13 +37,33 @@ def parse(raw: bytes | str) -> Any:
     return value
 
 
+def parse_stored(raw: bytes | str) -> Any:
+    """`parse` for text litejobs wrote itself: also what the standard library wrote before the
+    parsing was strict (NaN, Infinity in a job's meta or a plugin's result), so old rows stay readable."""
+    try:
+        return parse(raw)
+    except JSONDecodeError:
+        return json.loads(raw)
+
+
 def encode(value: Any) -> bytes:
     """Compact UTF-8 JSON. A float NaN or infinity becomes null (strict JSON has no such numbers)."""
     try:
         return orjson.dumps(value, option=_OPTIONS)
     except TypeError:
         # an integer past 64 bits (or a type neither library encodes: json raises TypeError too)
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None, as orjson writes them (for the standard library's turn)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def text(value: Any) -> str:

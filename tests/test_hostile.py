@@ -13,6 +13,7 @@ import functools
 import http.client
 import json
 import socket
+import sqlite3
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -328,6 +329,26 @@ def test_json_that_is_not_strict_is_refused_on_every_post_route_and_stores_nothi
         assert checked >= 8  # /v1/jobs, /v1/jobs/batch, /v1/scrape, /v1/scrape/async, both bodies each
         counts = server.http.get("/v1/stats").json["counts"]
         assert sum(counts.values()) == 0, counts
+
+
+def test_rows_written_before_json_was_strict_stay_readable(tmp_path: Path) -> None:
+    """Python's json wrote NaN and Infinity into meta and results; strict parsing must not turn an
+    upgraded server's old rows into 500s. They read back as null."""
+    config = make_config(tmp_path)
+    with ServerThread(config) as server:
+        job_id = server.http.post("/v1/jobs", {"input": {"url": "http://127.0.0.1:9/"}, "delay_s": 999}).json["job_id"]
+    with sqlite3.connect(config.store.path) as db:  # what the previous version left in the file
+        db.execute("UPDATE jobs SET meta = ?, status = 'completed', result_available = 1 WHERE id = ?",
+                   ('{"x":NaN,"n":123456789012345678901234567890}', job_id))  # fmt: skip
+        db.execute("INSERT INTO results (job_id, outputs, stats) VALUES (?, ?, ?)",
+                   (job_id, '{"score":Infinity,"status_code":200}', '{"elapsed_ms":-Infinity}'))  # fmt: skip
+    with ServerThread(config) as server:
+        job = server.http.get(f"/v1/jobs/{job_id}")
+        assert job.status == 200 and job.json["meta"] == {"x": None, "n": 123456789012345678901234567890}
+        result = server.http.get(f"/v1/jobs/{job_id}/result")
+        assert result.status == 200, result.body[:300]
+        assert result.json["outputs"]["score"] is None and result.json["outputs"]["status_code"] == 200
+        assert server.http.get("/v1/jobs").status == 200
 
 
 def test_a_byte_order_mark_is_ignored_and_big_integers_stay_exact(api: ServerThread) -> None:

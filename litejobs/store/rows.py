@@ -11,7 +11,7 @@ from litejobs.store import Delivery
 
 
 def loads(text: str | None) -> Any:
-    return None if text is None else jsontext.parse(text)
+    return None if text is None else jsontext.parse_stored(text)
 
 
 def dumps(value: Any) -> str:
@@ -38,9 +38,9 @@ def job_of_row(row: Any) -> Job:
         id=row[_ID],
         kind=row[_KIND],
         status=JobState(row[_STATUS]),
-        input=jsontext.parse(row[_INPUT]),
+        input=jsontext.parse_stored(row[_INPUT]),
         owner=row[_OWNER],
-        meta=jsontext.parse(row[_META]),
+        meta=jsontext.parse_stored(row[_META]),
         priority=row[_PRIORITY],
         attempts=row[_ATTEMPTS],
         max_attempts=row[_MAX_ATTEMPTS],
