@@ -201,9 +201,7 @@ class Fetcher:
             f"(fetch.max_redirects); the last redirect led to {hop.url}"
         )
 
-    async def _exchange(
-        self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: int
-    ) -> _Answer | _Hop:
+    async def _exchange(self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: int) -> _Answer | _Hop:
         """One request: the final answer, or the hop its redirect points to."""
         self._check_literal_host(hop.url)
         try:

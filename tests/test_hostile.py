@@ -331,6 +331,20 @@ def test_json_that_is_not_strict_is_refused_on_every_post_route_and_stores_nothi
         assert sum(counts.values()) == 0, counts
 
 
+def test_json_nested_past_the_limit_is_refused_before_anything_is_stored(api: ServerThread) -> None:
+    """500 levels in a job's input.body parsed, then could not be encoded for storage: a 500."""
+    alice = Http(api.base_url, KEYS[0])
+    deep = b"[" * 500 + b"]" * 500
+    for path, body in (
+        ("/v1/jobs", b'{"input": {"url": "http://127.0.0.1:9/", "body": %s}, "delay_s": 999}' % deep),
+        ("/v1/jobs/batch", b'{"jobs": [{"input": {"url": "http://127.0.0.1:9/"}, "meta": {"a": %s}}]}' % deep),
+    ):
+        resp = alice.request("POST", path, raw=body, headers={"Content-Type": "application/json"})
+        assert resp.status == 400 and resp.json["error"]["code"] == "invalid_json", (path, resp.body[:300])
+        assert "nested too deeply" in resp.json["error"]["message"]
+    assert alice.get("/v1/jobs").json["jobs"] == []
+
+
 def test_rows_written_before_json_was_strict_stay_readable(tmp_path: Path) -> None:
     """Python's json wrote NaN and Infinity into meta and results; strict parsing must not turn an
     upgraded server's old rows into 500s. They read back as null."""

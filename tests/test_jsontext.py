@@ -46,3 +46,25 @@ def test_stored_text_from_before_strict_parsing_still_reads() -> None:
     assert jsontext.parse_stored('{"ok":1}') == {"ok": 1}
     with pytest.raises(ValueError):
         jsontext.parse_stored("{broken")
+
+
+def test_nesting_is_limited_where_encoding_can_still_follow() -> None:
+    limit = jsontext.MAX_DEPTH
+    at_limit = b"[" * limit + b"]" * limit
+    assert jsontext.encode(jsontext.parse(at_limit)) == at_limit
+    assert jsontext.parse(b'{"a":' * (limit - 1) + b"{}" + b"}" * (limit - 1)) is not None
+    for too_deep in (b"[" * (limit + 1) + b"]" * (limit + 1), b'{"a":' * limit + b"[]" + b"}" * limit):
+        with pytest.raises(ValueError, match="nested more than"):
+            jsontext.parse(too_deep)
+        with pytest.raises(ValueError, match="nested more than"):
+            jsontext.parse(too_deep.decode())
+    # many brackets side by side are not depth
+    wide = b'{"jobs": [' + b",".join([b'{"input": {"url": "x", "output": ["html"]}}'] * 1000) + b"]}"
+    assert len(jsontext.parse(wide)["jobs"]) == 1000
+    # what orjson cannot encode (past 254 levels) goes through the standard library, NaN included
+    deep = inner = []
+    for _ in range(400):
+        inner.append([])
+        inner = inner[0]
+    inner.append(float("nan"))
+    assert jsontext.encode(deep) == b"[" * 401 + b"null" + b"]" * 401

@@ -54,7 +54,7 @@ def _problem(exc: ValueError) -> str:
     """orjson's message in plain words: NaN, infinities and broken text are named as such."""
     message = str(exc)
     if "depth limit" in message:
-        return "it is nested too deeply"
+        return f"it is nested too deeply (at most {jsontext.MAX_DEPTH} levels of arrays and objects)"
     if "not valid UTF-8" in message or "surrogate" in message:
         return f"its text is not valid UTF-8 (a lone surrogate escape, or bytes that are not UTF-8): {message}"
     if "infinity" in message:
