@@ -89,6 +89,7 @@ def test_every_end_is_announced_even_when_a_heartbeat_meets_the_finish(tmp_path:
     stops its task; the outcome is recorded all the same and must still be announced (metrics here;
     webhooks and waits hang on the same announcement). Short leases beat often, so many finishes meet
     a heartbeat."""
+
     async def steady(request: web.Request) -> web.Response:
         await asyncio.sleep(0.01)  # jobs end one after another all through the run, not in one burst
         return web.Response(text="<p>steady</p>", content_type="text/html")
