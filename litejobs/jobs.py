@@ -169,6 +169,16 @@ def system_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def recovery_error(recoveries: int, attempts: int, max_attempts: int, max_recoveries: int) -> dict[str, str] | None:
+    """What ends a job whose worker died running it for the `recoveries`-th time: `poisoned` past
+    max_recoveries, `worker_lost` with no attempt left; None when it goes back to the queue."""
+    if recoveries > max_recoveries:
+        return {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
+    if attempts >= max_attempts:
+        return {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
+    return None
+
+
 def should_retry(attempts: int, max_attempts: int, retryable: bool) -> bool:
     """After a failed attempt: go round again (through `delayed`) or fail for good."""
     return retryable and attempts < max_attempts

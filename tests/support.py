@@ -45,6 +45,16 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     return load_config(None, env={}, overrides=overrides)
 
 
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll `predicate` until it holds or `timeout_s` passes (bounded); its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
+
+
 class FakeClock:
     """Wall time plus an offset the test moves forward: leases and expiry without sleeping."""
 

@@ -22,20 +22,11 @@ from litejobs.errors import StorageFull
 from litejobs.jobs import JobSpec
 from litejobs.store.sqlite import SqliteStore
 from litejobs.store.writer import GroupWriter
-from tests.support import FakeClock, ServerProcess, ServerThread, TargetSite, make_config
+from tests.support import FakeClock, ServerProcess, ServerThread, TargetSite, make_config, wait_until
 
 TERMINAL = ("completed", "partial", "failed", "cancelled")
 #: what a dead server looks like to a client
 GONE = (OSError, http.client.HTTPException)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 
 
 def db_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:

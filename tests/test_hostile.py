@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from starlette.routing import Mount, Route
 
-from tests.support import Http, LoopThread, ServerThread, TargetSite, make_config
+from tests.support import Http, LoopThread, ServerThread, TargetSite, make_config, wait_until
 
 KEYS = ("alice-key", "bob-key")
 FAKE_JOB = "job_" + "0" * 32
@@ -33,15 +33,6 @@ FAKE_JOB = "job_" + "0" * 32
 
 def html(text: str = "<p>ok</p>") -> web.Response:
     return web.Response(text=text, content_type="text/html")
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 
 
 # --- targets that misbehave, through a whole job -------------------------------------------------------

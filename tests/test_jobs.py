@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import itertools
 
-from litejobs.jobs import TERMINAL, TRANSITIONS, JobState, backoff_s, can_move, iso_ms, new_job_id, should_retry
+from litejobs.jobs import (
+    TERMINAL,
+    TRANSITIONS,
+    JobState,
+    backoff_s,
+    can_move,
+    iso_ms,
+    new_job_id,
+    recovery_error,
+    should_retry,
+)
 
 
 def test_terminal_states_go_nowhere_but_failed_and_cancelled_may_be_retried() -> None:
@@ -57,3 +67,12 @@ def test_times_are_utc_iso_with_milliseconds() -> None:
     assert iso_ms(1_795_000_000_999) == "2026-11-18T11:06:40.999Z"
     assert iso_ms(1_795_000_001_007) == "2026-11-18T11:06:41.007Z"  # the next second, not the cached one
     assert iso_ms(None) is None
+
+
+def test_recovery_error_poisons_past_the_limit_then_fails_without_attempts_else_requeues() -> None:
+    assert recovery_error(3, 1, 3, max_recoveries=2) == {
+        "code": "poisoned",
+        "message": "the worker died 3 times running this job",
+    }
+    assert recovery_error(1, 3, 3, max_recoveries=2)["code"] == "worker_lost"  # type: ignore[index]
+    assert recovery_error(2, 2, 3, max_recoveries=2) is None

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.support import Response, ServerProcess, TargetSite
+from tests.support import Response, ServerProcess, TargetSite, wait_until
 
 JOBS = 2000
 BATCH = 100
@@ -71,15 +71,6 @@ def node(tmp_path: Path, name: str, pg_url: str) -> ServerProcess:
             "LITEJOBS_QUEUE_LEASE_S": "2",
         },
     )
-
-
-def wait_until(predicate: Any, timeout_s: float, every_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return False
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from litejobs.jobs import recovery_error
 from litejobs.store import Recovered
 from litejobs.store.postgres_records import dumps, end_attempt, notify_work
 from litejobs.store.postgres_schema import SWEEP_LOCK
@@ -40,11 +41,8 @@ class Housekeeping:
     @staticmethod
     async def _recover_one(conn: Any, row: Any, now_ms: int, max_recoveries: int, out: Recovered) -> None:
         recoveries = row["recoveries"] + 1
-        if recoveries > max_recoveries:
-            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
-        elif row["attempts"] >= row["max_attempts"]:
-            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
-        else:
+        error = recovery_error(recoveries, row["attempts"], row["max_attempts"], max_recoveries)
+        if error is None:
             await conn.execute(
                 "UPDATE jobs SET status = 'waiting', recoveries = $1, lease_until = NULL, lease_owner = NULL, "
                 "updated_at = $2 WHERE id = $3 AND status = 'active'",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litejobs.jobs import Attempt, Job, JobResult, JobState
+from litejobs.jobs import Attempt, Job, JobResult
 from litejobs.store import StoredFile
 from litejobs.store.postgres_schema import WORK_CHANNEL
-from litejobs.store.rows import JOB_COLUMNS, dumps, job_of_row, loads, stats_of
+from litejobs.store.rows import JOB_COLUMNS, dumps, job_of_row, loads, result_of_row, stats_of
 
 job_of = job_of_row
 
@@ -45,7 +45,7 @@ class Records:
         )
         if not rows:
             return None
-        return JobResult(JobState(rows[0]["status"]), loads(rows[0]["outputs"]), loads(rows[0]["stats"]))
+        return result_of_row(rows[0])
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._fetch(

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from litejobs import jsontext
-from litejobs.jobs import Job, JobState
+from litejobs.jobs import Job, JobResult, JobState
 from litejobs.store import Delivery
 
 
@@ -61,6 +61,11 @@ def job_of_row(row: Any) -> Job:
     job.seq = row[_SEQ]  # type: ignore[attr-defined]
     job.request_hash = row[_REQUEST_HASH]  # type: ignore[attr-defined]
     return job
+
+
+def result_of_row(row: Any) -> JobResult:
+    """A job's result from a row of (status, outputs, stats), as both stores select it."""
+    return JobResult(JobState(row["status"]), loads(row["outputs"]), loads(row["stats"]))
 
 
 DELIVERY_COLUMNS = (

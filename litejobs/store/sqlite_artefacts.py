@@ -6,8 +6,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from litejobs.jobs import Attempt, JobResult, JobState
+from litejobs.jobs import Attempt, JobResult
 from litejobs.store import StoredFile
+from litejobs.store.rows import result_of_row
 from litejobs.store.sqlite_rows import dumps, loads
 
 
@@ -27,7 +28,7 @@ class Artefacts:
         )
         if not rows:
             return None
-        return JobResult(JobState(rows[0]["status"]), loads(rows[0]["outputs"]), loads(rows[0]["stats"]))
+        return result_of_row(rows[0])
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._read(

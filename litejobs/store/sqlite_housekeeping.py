@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from litejobs.jobs import Job
+from litejobs.jobs import Job, recovery_error
 from litejobs.store import Recovered
 from litejobs.store.rows import stats_of
 from litejobs.store.sqlite_rows import JOB_COLUMNS, dumps, end_attempt, job_of_row
@@ -81,11 +81,8 @@ class Housekeeping:
         conn: sqlite3.Connection, row: sqlite3.Row, now_ms: int, max_recoveries: int, out: Recovered
     ) -> None:
         recoveries = row["recoveries"] + 1
-        if recoveries > max_recoveries:
-            error = {"code": "poisoned", "message": f"the worker died {recoveries} times running this job"}
-        elif row["attempts"] >= row["max_attempts"]:
-            error = {"code": "worker_lost", "message": "the worker running this job died; no attempts remain"}
-        else:
+        error = recovery_error(recoveries, row["attempts"], row["max_attempts"], max_recoveries)
+        if error is None:
             conn.execute(
                 "UPDATE jobs SET status = 'waiting', recoveries = ?, lease_until = NULL, lease_owner = NULL, "
                 "updated_at = ? WHERE id = ? AND status = 'active'",
