@@ -65,8 +65,10 @@ async def serve_target() -> None:
     await runner.cleanup()
 
 
-async def serve_bare() -> None:
-    """Child process: a Starlette POST endpoint that parses JSON and writes nothing, on litejobs' uvicorn_config."""
+async def serve_bare(durable_db: str | None = None) -> None:
+    """Child process: a Starlette POST endpoint that parses JSON and writes nothing, on litejobs' uvicorn_config.
+    With `durable_db`, it also stores each body as a job through litejobs' SqliteStore (group commit) before
+    its 202, and does nothing else: the floor of a durable submit (bench_floors.py)."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -74,23 +76,35 @@ async def serve_bare() -> None:
     from starlette.routing import Route
 
     from litejobs.config import load_config
+    from litejobs.jobs import JobSpec
     from litejobs.server import uvicorn_config
+    from litejobs.store.sqlite import SqliteStore
+
+    store: SqliteStore | None = None
 
     async def accept(request: Request) -> JSONResponse:
-        return JSONResponse({"accepted": isinstance(await request.json(), dict)}, status_code=202)
+        body = await request.json()
+        if store is None:
+            return JSONResponse({"accepted": isinstance(body, dict)}, status_code=202)
+        spec = JobSpec(kind=body["kind"], input=body["input"], owner="anonymous", delay_s=body.get("delay_s", 0))
+        [submitted] = await store.submit([spec], int(time.time() * 1000), 10**9)
+        return JSONResponse({"job_id": submitted.job.id, "status": submitted.job.status.value}, status_code=202)
 
     # uvicorn_config reads only .asgi and .config of its App, so these are exactly litejobs' settings
     routes = [Route("/submit", accept, methods=["POST"])]
     stand_in = SimpleNamespace(asgi=Starlette(routes=routes), config=load_config(None, env={}))
     server = uvicorn.Server(uvicorn_config(cast(Any, stand_in), 0))
-    serving = asyncio.ensure_future(server.serve())
-    for _ in range(3000):  # bounded: 30 s
-        if server.started or serving.done():
-            break
-        await asyncio.sleep(0.01)
-    print(f"bare listening on http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", flush=True)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(serving, CHILD_MAX_S)  # uvicorn ends on SIGTERM by itself
+    async with contextlib.AsyncExitStack() as stack:
+        if durable_db:
+            store = await stack.enter_async_context(SqliteStore(durable_db))
+        serving = asyncio.ensure_future(server.serve())
+        for _ in range(3000):  # bounded: 30 s
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.01)
+        print(f"bare listening on http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(serving, CHILD_MAX_S)  # uvicorn ends on SIGTERM by itself
 
 
 class Child:
@@ -362,9 +376,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="N=500: a smoke run in under a minute")
     parser.add_argument("--serve-target", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--durable-db", help=argparse.SUPPRESS)  # with --serve-bare: store each submit
     args = parser.parse_args()
     if args.serve_target or args.serve_bare:
-        asyncio.run(serve_target() if args.serve_target else serve_bare())
+        asyncio.run(serve_target() if args.serve_target else serve_bare(args.durable_db))
         return 0
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="litejobs-bench-") as tmp:

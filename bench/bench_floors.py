@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_engine import BATCH, C, Child, Errors, make_page, rate  # noqa: E402
+from bench_engine import BATCH, DELAY_S, C, Child, Errors, make_page, rate, session  # noqa: E402
 
 from litejobs.jobs import JobResult, JobSpec, JobState  # noqa: E402
 from litejobs.store.sqlite import SqliteStore  # noqa: E402
@@ -113,6 +114,68 @@ async def raw_fetch_us(page_url: str, n: int, errors: Errors) -> tuple[float, fl
     return pages_per_s, (cpu_s() - start) * 1e6 / n, (user_s() - start_user) * 1e6 / n
 
 
+async def fetch_and_store(page_url: str, n: int, folder: Path, errors: Errors) -> tuple[float, float]:
+    """(b)'s floor, run rather than added up: in this one process, n jobs submitted in batches, then
+    claimed C // 8 at a time by 8 lanes (C in flight), each fetched by the raw loop's aiohttp session
+    and finished with its page through the real SqliteStore. No HTTP API, no logs, no metrics, no
+    events. Jobs/s, and this process's CPU (% of one core) while it ran."""
+    async with SqliteStore(folder / "fetch_store.db") as store, session() as http:
+        now = lambda: int(time.time() * 1000)  # noqa: E731
+        finished = 0
+
+        async def run(job_id: str) -> None:
+            nonlocal finished
+            try:
+                async with http.get(page_url) as resp:
+                    html = await resp.text()
+            except (OSError, TimeoutError) as exc:
+                errors[f"fetch_and_store: {type(exc).__name__}"] += 1
+                return
+            stats = {"elapsed_ms": 1.0, "bytes": len(html)}
+            result = JobResult(JobState.COMPLETED, outputs_of(html, str(resp.url)), stats)
+            # (awaited first: `finished += await …` would read `finished` before the wait and lose updates)
+            done = await store.finish(job_id, "floor", result, now(), now() + DAY_MS)
+            finished += done is not None
+
+        async def lane() -> None:
+            for _ in range(n):  # bounded: each pass claims at least one job or ends the lane
+                jobs = await store.claim(C // 8, "floor", now(), 60_000)
+                if not jobs:
+                    return
+                await asyncio.gather(*(run(job.id) for job in jobs))
+
+        wall, cpu = time.perf_counter(), cpu_s()
+        for first in range(0, n, BATCH):
+            await store.submit([spec(page_url)] * min(BATCH, n - first), now(), 10**9)
+        await asyncio.gather(*(lane() for _ in range(8)))
+        wall_s = time.perf_counter() - wall
+        if finished != n:
+            errors[f"fetch_and_store finished {finished} of {n} jobs"] += 1
+        return n / wall_s, 100 * (cpu_s() - cpu) / wall_s
+
+
+async def durable_endpoint(folder: Path, n: int, errors: Errors) -> dict[str, tuple[float, float]]:
+    """(a)'s floor, run: bench_engine's bare endpoint, and the same endpoint storing each submit
+    through the real SqliteStore before its 202 (and doing nothing else: no validation, no logs, no
+    announcement), each in its own process, loaded as (a) loads them. Submits/s and the server's CPU
+    (% of one core), by endpoint."""
+    body = json.dumps(
+        {"kind": "fetch", "input": {"url": "http://127.0.0.1:9/page", "output": ["html"]}, "delay_s": DELAY_S}
+    ).encode()
+    engine = str(ROOT / "bench" / "bench_engine.py")
+    found: dict[str, tuple[float, float]] = {}
+    for name, extra in (("bare", []), ("durable", ["--durable-db", str(folder / "durable.db")])):
+        server = Child(name, [engine, "--serve-bare", *extra], folder)
+        try:
+            await rate(f"{server.base_url}/submit", 500, errors, body)  # warm up, as (a) does
+            wall, cpu = time.perf_counter(), server.cpu_s()
+            submits_per_s = await rate(f"{server.base_url}/submit", 2 * n, errors, body)
+            found[name] = (submits_per_s, 100 * (server.cpu_s() - cpu) / (time.perf_counter() - wall))
+        finally:
+            server.stop()
+    return found
+
+
 async def measure(n: int, folder: Path) -> int:
     page = make_page()
     target = Child("target", [str(ROOT / "bench" / "bench_engine.py"), "--serve-target"], folder)
@@ -120,8 +183,10 @@ async def measure(n: int, folder: Path) -> int:
         errors = Errors()
         await asyncio.sleep(0.5)
         pages_per_s, fetch_us, fetch_user_us = await raw_fetch_us(f"{target.base_url}/page", n, errors)
+        jobs_per_s, jobs_cpu = await fetch_and_store(f"{target.base_url}/page", n, folder, errors)
     finally:
         target.stop()
+    endpoints = await durable_endpoint(folder, n, errors)
     store = await store_floor(n, page.decode(), folder)
     tiny = await store_floor(n, "<p>x</p>", folder / "tiny")
     per_job = fetch_us + store["batched_submit"] + store["claim_finish"]
@@ -145,6 +210,15 @@ async def measure(n: int, folder: Path) -> int:
         "may run its kernel and SQLite time beside the loop on the second core; bench_engine.py's CPU line shows "
         "how much does (the server's % of a core in (b) html)."
     )
+    (bare, bare_cpu), (durable, durable_cpu) = endpoints["bare"], endpoints["durable"]
+    print("\nThe same floors, run in one process each (measured, not added up):\n")
+    print("| run | per second | CPU, % of one core | ratio | target |\n| --- | ---: | ---: | ---: | ---: |")
+    print(f"| raw aiohttp loop, pages | {pages_per_s:.0f} | | | |")
+    print(f"| fetch + store only (no API, logs, metrics), jobs | {jobs_per_s:.0f} | {jobs_cpu:.0f} | "
+          f"{jobs_per_s / pages_per_s:.2f} | 0.6 |")  # fmt: skip
+    print(f"| bare endpoint, submits | {bare:.0f} | {bare_cpu:.0f} | | |")
+    print(f"| bare endpoint + durable store write only, submits | {durable:.0f} | {durable_cpu:.0f} | "
+          f"{durable / bare:.2f} | 0.8 |")  # fmt: skip
     if errors:
         print(f"\n!!!!! ERRORS: {dict(errors)}")
         return 1
