@@ -211,6 +211,38 @@ def test_batches_are_all_or_nothing(server: ServerThread, site: TargetSite) -> N
     assert huge.status == 422 and error_of(huge)["details"][0]["field"] == "jobs"
 
 
+def test_a_batch_under_an_idempotency_key_replays_whole_and_conflicts(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    batch = {"jobs": [{"input": {"url": url}, "meta": {"n": n}, "delay_s": 60} for n in range(3)]}
+    first = server.http.post("/v1/jobs/batch", batch, headers={"Idempotency-Key": "nightly-1"})
+    assert first.status == 202 and "idempotent-replayed" not in first.headers
+    ids = [job["job_id"] for job in first.json["jobs"]]
+    again = server.http.post("/v1/jobs/batch", batch, headers={"Idempotency-Key": "nightly-1"})
+    assert again.status == 200 and again.headers["idempotent-replayed"] == "true"
+    assert [job["job_id"] for job in again.json["jobs"]] == ids
+    assert [job["meta"] for job in again.json["jobs"]] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    changed = {"jobs": batch["jobs"][:2]}
+    other = server.http.post("/v1/jobs/batch", changed, headers={"Idempotency-Key": "nightly-1"})
+    assert other.status == 409 and error_of(other)["code"] == "idempotency_conflict"
+    single = server.http.post("/v1/jobs", batch["jobs"][0], headers={"Idempotency-Key": "nightly-1"})
+    assert single.status == 409 and error_of(single)["code"] == "idempotency_conflict"
+    too_long = server.http.post("/v1/jobs/batch", batch, headers={"Idempotency-Key": "k" * 256})
+    assert too_long.status == 422 and error_of(too_long)["details"][0]["field"] == "Idempotency-Key"
+    assert len(server.http.get("/v1/jobs").json["jobs"]) == 3
+    unkeyed = server.http.post("/v1/jobs/batch", batch)
+    assert unkeyed.status == 202 and len(server.http.get("/v1/jobs").json["jobs"]) == 6
+
+
+def test_a_batch_refuses_unknown_top_level_fields(server: ServerThread, site: TargetSite) -> None:
+    jobs = [{"input": {"url": site.add_html("/p", "<p>x</p>")}}]
+    typo = server.http.post("/v1/jobs/batch", {"jobs": jobs, "priorty": 5})
+    assert typo.status == 422
+    assert error_of(typo)["details"] == [{"field": "priorty", "problem": "is not a known field"}]
+    not_an_object = server.http.post("/v1/jobs/batch", [jobs])
+    assert not_an_object.status == 422 and error_of(not_an_object)["details"][0]["field"] == "body"
+    assert server.http.get("/v1/jobs").json["jobs"] == []
+
+
 def test_get_with_wait_returns_as_soon_as_the_job_ends(server: ServerThread, site: TargetSite) -> None:
     job = server.http.submit({"url": site.add_html("/p", "<p>x</p>")})
     started = time.monotonic()
@@ -271,6 +303,17 @@ def test_sync_scrape_answers_inline_or_504(tmp_path: Path, store_url: str, site:
         queued = server.http.post("/v1/scrape/async", {"url": site.url("/p")})
         assert queued.status == 202 and queued.json["kind"] == "fetch"
         assert server.http.wait(queued.json["job_id"])["status"] == "completed"
+
+
+def test_scrape_routes_name_bad_fields_as_their_body_has_them(server: ServerThread) -> None:
+    for path in ("/v1/scrape", "/v1/scrape/async"):
+        bad = server.http.post(path, {"url": "nope", "timeout_s": 3, "output": ["html"]})
+        assert bad.status == 422, (path, bad.body)
+        fields = {detail["field"] for detail in error_of(bad)["details"]}
+        assert fields == {"url", "timeout_s"}, (path, fields)
+        assert error_of(bad)["message"].startswith(("url: ", "timeout_s: "))
+        not_an_object = server.http.post(path, ["http://127.0.0.1:9/"])
+        assert not_an_object.status == 422 and error_of(not_an_object)["details"][0]["field"] == "body"
 
 
 def test_health_readiness_and_openapi(server: ServerThread) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,10 @@ from starlette.routing import Route
 from litejobs.api.auth import ANONYMOUS, presented_key
 from litejobs.api.http import app_of, attempt_body, job_body, public_page, query_number, read_json, result_body
 from litejobs.api.responses import JSONResponse
+from litejobs.engine import request_hash
 from litejobs.errors import NotFound, ValidationFailed
-from litejobs.jobs import JobState
+from litejobs.fields import Fields
+from litejobs.jobs import JobSpec, JobState
 
 MAX_WAIT_S = 60.0
 
@@ -57,12 +62,15 @@ async def submit_batch(request: Request) -> Response:
     body = await read_json(request)
     engine = app_of(request).engine
     engine.check_accepting()
+    key = idempotency_key(request)
     limit = app_of(request).config.limits.max_batch
-    jobs = body.get("jobs") if isinstance(body, dict) else None
+    top = Fields(body)
+    jobs = top.any("jobs")
     if not isinstance(jobs, list) or not jobs:
-        raise ValidationFailed([{"field": "jobs", "problem": "must be a non-empty list of job submissions"}])
-    if len(jobs) > limit:
-        raise ValidationFailed([{"field": "jobs", "problem": f"must have at most {limit} jobs"}])
+        top.problem("jobs", "must be a non-empty list of job submissions")
+    elif len(jobs) > limit:
+        top.problem("jobs", f"must have at most {limit} jobs")
+    top.finish()  # and no other top-level field: a misspelt one must not be dropped in silence
     specs, problems = [], []
     for index, item in enumerate(jobs):
         try:
@@ -71,8 +79,24 @@ async def submit_batch(request: Request) -> Response:
             problems.extend(exc.details)
     if problems:
         raise ValidationFailed(problems, f"{len(problems)} problem(s) in the batch; no job was submitted")
+    if key is not None:
+        specs = batch_bound_to_key(specs, key, request_hash(body))
     submitted = await engine.submit(specs)
-    return JSONResponse({"jobs": [job_body(s.job) for s in submitted]}, status_code=202)
+    replayed = all(s.replayed for s in submitted)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(
+        {"jobs": [job_body(s.job) for s in submitted]}, status_code=200 if replayed else 202, headers=headers
+    )
+
+
+def batch_bound_to_key(specs: list[JobSpec], key: str, batch_hash: str) -> list[JobSpec]:
+    """Each job of a batch under an Idempotency-Key: the first takes the key itself, the n-th `key#n`
+    (keys are unique per owner), all bound to the hash of the whole batch. A replay finds every job;
+    the same key on another batch or a single submit finds the first with another hash: 409."""
+    return [
+        replace(spec, idempotency_key=key if index == 0 else f"{key}#{index}", request_hash=batch_hash)
+        for index, spec in enumerate(specs)
+    ]
 
 
 async def get_job(request: Request) -> Response:
@@ -155,7 +179,8 @@ async def stats(request: Request) -> Response:
 async def scrape_sync(request: Request) -> Response:
     owner(request)
     body = await read_json(request)
-    result, _ = await app_of(request).engine.run_inline("fetch", body)
+    with fields_at_top_level():
+        result, _ = await app_of(request).engine.run_inline("fetch", body)
     return JSONResponse({"status": result.status.value, "outputs": result.outputs, "stats": result.stats})
 
 
@@ -164,9 +189,25 @@ async def scrape_async(request: Request) -> Response:
     body = await read_json(request)
     engine = app_of(request).engine
     engine.check_accepting()
-    spec = engine.build_spec({"kind": "fetch", "input": body}, who, idempotency_key(request))
+    with fields_at_top_level():
+        spec = engine.build_spec({"kind": "fetch", "input": body}, who, idempotency_key(request))
     [submitted] = await engine.submit([spec])
     return accepted(job_body(submitted.job), submitted.replayed)
+
+
+@contextmanager
+def fields_at_top_level() -> Iterator[None]:
+    """The /v1/scrape routes take a fetch job's input as their whole body: its problems are named
+    from the body (`url`), not from a job's `input` (`input.url`) the caller never sent."""
+    try:
+        yield
+    except ValidationFailed as exc:
+        details = [{**d, "field": _from_input(d["field"])} for d in exc.details]
+        raise ValidationFailed(details) from None
+
+
+def _from_input(field: str) -> str:
+    return "body" if field == "input" else field.removeprefix("input.")
 
 
 async def get_file(request: Request) -> Response:
