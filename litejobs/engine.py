@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from litejobs import jsontext
 from litejobs.config import Config
 from litejobs.errors import (
     Forbidden,
@@ -107,7 +108,8 @@ class Engine:
         timeout_s = f.number("timeout_s", limits.default_timeout_s, low=1, high=limits.max_timeout_s)
         delay_s = f.number("delay_s", 0.0, low=0, high=30 * 86400)
         webhook = self._webhook(f)
-        if meta and len(json.dumps(meta)) > MAX_META_BYTES:
+        # counted as stored, UTF-8: json.dumps would count "é" as the 6 bytes of its \u escape
+        if meta and len(jsontext.encode(meta)) > MAX_META_BYTES:
             f.problem("meta", f"must be at most {MAX_META_BYTES} bytes of JSON")
         kind = self.kinds.get(kind_name or "fetch")
         if raw_input is not None:

@@ -233,6 +233,16 @@ def test_a_batch_under_an_idempotency_key_replays_whole_and_conflicts(server: Se
     assert unkeyed.status == 202 and len(server.http.get("/v1/jobs").json["jobs"]) == 6
 
 
+def test_meta_is_limited_to_16_kib_of_utf8_json(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/p", "<p>x</p>")
+    greek = {"note": "λ" * 8000}  # 16,000 bytes of UTF-8 (96,000 as \u escapes)
+    kept = server.http.post("/v1/jobs", {"input": {"url": url}, "meta": greek, "delay_s": 60})
+    assert kept.status == 202 and kept.json["meta"] == greek
+    over = server.http.post("/v1/jobs", {"input": {"url": url}, "meta": {"note": "λ" * 8200}})
+    assert over.status == 422 and error_of(over)["details"][0]["field"] == "meta"
+    assert "16384 bytes" in error_of(over)["details"][0]["problem"]
+
+
 def test_a_batch_refuses_unknown_top_level_fields(server: ServerThread, site: TargetSite) -> None:
     jobs = [{"input": {"url": site.add_html("/p", "<p>x</p>")}}]
     typo = server.http.post("/v1/jobs/batch", {"jobs": jobs, "priorty": 5})
