@@ -35,6 +35,8 @@ from litejobs.store import Store, Submitted
 from litejobs.worker import Resources, ResourceView, WorkerPool
 
 MAX_META_BYTES = 16 * 1024
+#: what a webhook may ask to be told of: a status reached, or "progress" (a progress report)
+WEBHOOK_EVENTS = (*(state.value for state in JobState), "progress")
 ASYNC_HINT = "submit it with POST /v1/scrape/async and poll GET /v1/jobs/{id}"
 
 
@@ -140,7 +142,9 @@ class Engine:
             return None
         hook = Fields(raw, f.name("webhook"))
         url = hook.url("url")
-        events = hook.str_list("events", ["completed", "partial", "failed", "cancelled"])
+        events = hook.str_list("events", ["completed", "partial", "failed", "cancelled"], choices=WEBHOOK_EVENTS)
+        if events == []:
+            hook.problem("events", "must name at least one event (or be left out: the terminal statuses)")
         hook.finish()
         return {"url": url, "events": events}
 

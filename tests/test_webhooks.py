@@ -93,6 +93,23 @@ def test_a_finished_job_is_posted_to_its_webhook_signed_over_the_exact_body(
     assert delivery["event"] == "completed" and delivery["next_attempt_at"] is None
 
 
+def test_a_webhook_must_name_events_there_are(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/page", "<p>hi</p>")
+    hook = site.url("/hook")
+    for events, problem in (
+        (["complete"], "'complete' is not one of"),
+        (["COMPLETED"], "'COMPLETED'"),
+        ([], "at least"),
+    ):
+        resp = server.http.post("/v1/jobs", {"input": {"url": url}, "webhook": {"url": hook, "events": events}})
+        assert resp.status == 422, (events, resp.body)
+        [detail] = resp.json["error"]["details"]
+        assert detail["field"] == "webhook.events" and problem in detail["problem"], detail
+    chosen = ["failed", "progress", "completed"]
+    ok = server.http.submit({"url": url}, webhook={"url": hook, "events": chosen}, delay_s=60)
+    assert ok["job_id"] and server.http.get("/v1/jobs").json["jobs"][0]["job_id"] == ok["job_id"]
+
+
 def test_a_5xx_answer_is_retried_with_backoff_until_delivered(server: ServerThread, site: TargetSite) -> None:
     hook, received = receiver(site, "/hook", [500, 503, 200])
     job = server.http.submit({"url": site.add_html("/page", "<p>hi</p>")}, webhook={"url": hook})
