@@ -1,12 +1,20 @@
 """Configuration: one frozen dataclass per section, loaded from TOML, then env, then CLI flags.
 
 config.example.toml is the reference for every key; tests/test_config.py holds the two together.
+Each numeric key declares its accepted range where it is defined (`bounded`); a value outside it,
+or a float that is not finite (nan, inf), stops the server with a message naming the key.
+
+From the environment, `LITEJOBS_<SECTION>_<KEY>` is a server setting when SECTION is a known
+section, and an unknown KEY there stops the server (a typo must not pass silently). Any other
+`LITEJOBS_*` variable is not a server setting and is not read here: `LITEJOBS_CONFIG` names the
+file, the client commands read `LITEJOBS_URL` and `LITEJOBS_API_KEY`, and tools may have their own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -15,19 +23,31 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from litejobs.errors import ConfigError
 
 ENV_PREFIX = "LITEJOBS_"
+#: LITEJOBS_* variables that are never server settings, whatever sections there are one day
+NOT_SETTINGS = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}URL", f"{ENV_PREFIX}API_KEY"})
+
+DAY_S = 86_400
+Number = TypeVar("Number", int, float)
+
+
+def bounded(default: Number, low: float, high: float | None = None) -> Number:
+    """A numeric key's default and the range it accepts, both ends included (high None: no upper
+    bound). Durations stored as epoch milliseconds get an upper bound so they cannot overflow."""
+    return field(default=default, metadata={"range": (low, high)})
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 8000
-    #: seconds active jobs get to finish on SIGTERM before they are handed back to the queue
-    shutdown_grace_s: float = 10.0
+    #: 0: any free port
+    port: int = bounded(8000, 0, 65535)
+    #: seconds active jobs get to finish on SIGTERM before they are handed back to the queue; 0: none
+    shutdown_grace_s: float = bounded(10.0, 0)
     log_format: str = "text"
 
 
@@ -36,41 +56,46 @@ class StoreConfig:
     path: str = "litejobs.db"
     #: a PostgreSQL database ("postgresql://user:pass@host:5432/db") shared by several nodes; empty: SQLite at `path`
     url: str = ""
-    #: terminal jobs (and their files) are deleted this long after they end
-    retention_s: float = 86400.0
-    sweep_interval_s: float = 60.0
+    #: terminal jobs (and their files) are deleted this long after they end; 0: at the next sweep
+    retention_s: float = bounded(86400.0, 0, 100 * 365 * DAY_S)
+    #: how often the sweep runs; it also paces lease recovery, so near 0 it would keep a core busy
+    sweep_interval_s: float = bounded(60.0, 0.1)
     #: where screenshots and PDFs go; empty means `<path>.files` next to the SQLite database, or, on
     #: PostgreSQL, the database itself (so that every node serves every file)
     files_dir: str = ""
     #: the most the database file may grow to, in MiB; past it writes answer 507 storage_full; 0: no limit
-    max_db_mb: int = 0
+    max_db_mb: int = bounded(0, 0)
     #: ?wait= long-polls and event streams re-read the store this often for changes no notice told
     #: of (another process on the SQLite file; on PostgreSQL other nodes' changes are announced)
-    recheck_s: float = 1.0
+    recheck_s: float = bounded(1.0, 0.01, 3600)
 
 
 @dataclass(frozen=True)
 class QueueConfig:
     enabled: bool = True
-    concurrency: int = 8
+    concurrency: int = bounded(8, 1, 10_000)
     #: waiting + delayed jobs allowed before submits answer 429 queue_full
-    max_depth: int = 100_000
-    max_attempts: int = 3
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 300.0
-    lease_s: float = 30.0
-    #: times a job may be recovered from a dead worker before it fails with code `poisoned`
-    max_recoveries: int = 3
+    max_depth: int = bounded(100_000, 1)
+    #: at most what a submit may ask for
+    max_attempts: int = bounded(3, 1, 20)
+    #: 0: retry at once; at most what a submit may ask for as delay_s
+    backoff_base_s: float = bounded(1.0, 0, 30 * DAY_S)
+    backoff_max_s: float = bounded(300.0, 0, 30 * DAY_S)
+    #: renewed every third of it while a job runs, so long jobs need no long lease
+    lease_s: float = bounded(30.0, 1, DAY_S)
+    #: times a job may be recovered from a dead worker before it fails with code `poisoned`; 0: never
+    max_recoveries: int = bounded(3, 0)
 
 
 @dataclass(frozen=True)
 class FetchConfig:
-    timeout_s: float = 30.0
+    timeout_s: float = bounded(30.0, 0.1)
     user_agent: str = "litejobs/0.1 (+https://github.com/litejobs/litejobs)"
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_redirects: int = 10
+    max_body_bytes: int = bounded(10 * 1024 * 1024, 1)
+    #: 0: redirects are not followed
+    max_redirects: int = bounded(10, 0)
     #: total open connections across all jobs
-    connections: int = 100
+    connections: int = bounded(100, 1)
     #: private and loopback targets; unset means: allowed when the server listens on loopback
     allow_private_networks: bool | None = None
     #: address ranges (CIDR) no job or webhook may reach, on top of the built-in ones
@@ -81,12 +106,13 @@ class FetchConfig:
 class BrowserConfig:
     #: path to Chromium; empty means: look for chromium, chromium-browser, google-chrome on PATH
     executable: str = ""
-    max_pages: int = 4
-    recycle_after_pages: int = 500
-    max_rss_mb: int = 2048
-    launch_timeout_s: float = 30.0
-    viewport_width: int = 1280
-    viewport_height: int = 800
+    max_pages: int = bounded(4, 1, 256)
+    recycle_after_pages: int = bounded(500, 1)
+    max_rss_mb: int = bounded(2048, 1)
+    launch_timeout_s: float = bounded(30.0, 1)
+    #: Chromium's largest texture side caps what a screenshot can hold
+    viewport_width: int = bounded(1280, 1, 16_384)
+    viewport_height: int = bounded(800, 1, 16_384)
 
 
 @dataclass(frozen=True)
@@ -94,27 +120,29 @@ class AuthConfig:
     keys: tuple[str, ...] = ()
     allow_anonymous: bool = False
     #: requests per second per key; 0 means unlimited
-    rate_per_s: float = 0.0
+    rate_per_s: float = bounded(0.0, 0)
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    sync_timeout_s: float = 15.0
-    max_timeout_s: float = 600.0
-    default_timeout_s: float = 60.0
-    max_request_bytes: int = 1024 * 1024
-    max_batch: int = 1000
+    sync_timeout_s: float = bounded(15.0, 0.1)
+    max_timeout_s: float = bounded(600.0, 1)
+    #: at most max_timeout_s (checked in `_check_across`); a submit may ask for no less than 1 s either
+    default_timeout_s: float = bounded(60.0, 1)
+    max_request_bytes: int = bounded(1024 * 1024, 1024)
+    max_batch: int = bounded(1000, 1)
 
 
 @dataclass(frozen=True)
 class CrawlConfig:
     #: the largest max_pages a crawl may ask for
-    max_pages: int = 10_000
-    per_host_concurrency: int = 4
-    per_host_delay_ms: int = 0
+    max_pages: int = bounded(10_000, 1)
+    #: the upper bounds keep the per-host figures within PostgreSQL's int of the shared gate
+    per_host_concurrency: int = bounded(4, 1, 1000)
+    per_host_delay_ms: int = bounded(0, 0, DAY_S * 1000)
     #: PostgreSQL: a request's hold on one of a host's shared slots, renewed every third of it while
     #: the request runs; a node that dies frees its slots this long after its last renewal at most
-    host_lease_s: float = 30.0
+    host_lease_s: float = bounded(30.0, 1, 3600)
     #: on a store several nodes share (PostgreSQL), per-host limits hold across all nodes (two
     #: statements per request); false keeps them per node (each node's limits apply to its own requests only)
     shared_gate: bool = True
@@ -125,13 +153,13 @@ class WebhooksConfig:
     #: HMAC-SHA256 key of X-Litejobs-Signature; empty means deliveries are not signed
     secret: str = ""
     #: per delivery attempt: connect, send, and the receiver's answer
-    timeout_s: float = 10.0
+    timeout_s: float = bounded(10.0, 0.1, 3600)
     #: retries after a failed attempt (network error, timeout, 5xx, 408, 429); other answers are final
-    max_retries: int = 5
-    backoff_base_s: float = 2.0
-    backoff_max_s: float = 300.0
+    max_retries: int = bounded(5, 0, 100)
+    backoff_base_s: float = bounded(2.0, 0, 30 * DAY_S)
+    backoff_max_s: float = bounded(300.0, 0, 30 * DAY_S)
     #: deliveries in flight at once
-    concurrency: int = 4
+    concurrency: int = bounded(4, 1, 1000)
 
 
 @dataclass(frozen=True)
@@ -140,7 +168,7 @@ class AiConfig:
     base_url: str = ""
     model: str = ""
     api_key: str = ""
-    timeout_s: float = 30.0
+    timeout_s: float = bounded(30.0, 0.1)
 
 
 KIND_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -258,12 +286,7 @@ def _coerce(where: str, expected: Any, value: Any) -> Any:
         except ValueError:
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
     if expected is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value) if isinstance(value, (int, float, str)) else _fail(where, "a number", value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        return _coerce_float(where, value)
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -271,49 +294,57 @@ def _coerce(where: str, expected: Any, value: Any) -> Any:
     raise ConfigError(f"{where}: unsupported type {expected!r}")  # pragma: no cover
 
 
+def _coerce_float(where: str, value: Any) -> float:
+    """A finite float: nan slips through every comparison and inf overflows the first int() of it,
+    so both are refused here rather than failing later, far from the key that caused it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    except OverflowError:  # an integer past float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return number
+
+
 def _fail(where: str, what: str, value: Any) -> Any:
     raise ConfigError(f"{where}: expected {what}, got {value!r}")
 
 
-_POSITIVE = {
-    "server.port": (0, 65535),
-    "store.max_db_mb": (0, None),
-    "store.recheck_s": (0.01, 3600),
-    "queue.concurrency": (1, 10_000),
-    "queue.max_depth": (1, None),
-    "queue.max_attempts": (1, 100),
-    "queue.lease_s": (1, None),
-    "browser.max_pages": (1, 256),
-    "limits.sync_timeout_s": (0.1, None),
-    "limits.max_timeout_s": (1, None),
-    "limits.max_request_bytes": (1024, None),
-    "fetch.timeout_s": (0.1, None),
-    "fetch.max_body_bytes": (1, None),
-    "crawl.per_host_concurrency": (1, None),
-    "crawl.host_lease_s": (1, None),
-    "webhooks.timeout_s": (0.1, None),
-    "webhooks.max_retries": (0, 100),
-    "webhooks.concurrency": (1, 1000),
-}
+def _check_range(where: str, key: dataclasses.Field[Any], value: Any) -> None:
+    """Refuse a value outside the range the key declares with `bounded`."""
+    if "range" not in key.metadata or value is None:
+        return
+    low, high = key.metadata["range"]
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{where}: {value!r} is out of range ({low} to {'any' if high is None else high})")
+
+
+def _check_across(name: str, section: Any) -> None:
+    """Rules that tie two keys of one section together."""
+    if isinstance(section, LimitsConfig) and section.default_timeout_s > section.max_timeout_s:
+        raise ConfigError(
+            f"{name}.default_timeout_s: {section.default_timeout_s!r} is above "
+            f"{name}.max_timeout_s ({section.max_timeout_s!r})"
+        )
 
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
     if cls is KindsConfig:
         return KindsConfig.from_table(values)
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown key [{name}] {unknown[0]} (known: {', '.join(sorted(known))})")
     kwargs = {}
     for key, value in values.items():
         where = f"{name}.{key}"
         coerced = _coerce(where, hints[key], value)
-        bounds = _POSITIVE.get(where)
-        if bounds is not None and coerced is not None:
-            low, high = bounds
-            if coerced < low or (high is not None and coerced > high):
-                raise ConfigError(f"{where}: {coerced!r} is out of range ({low} to {high or 'any'})")
+        _check_range(where, known[key], coerced)
         if where == "server.log_format" and coerced not in ("text", "json"):
             raise ConfigError(f"{where}: expected 'text' or 'json', got {coerced!r}")
         if where == "fetch.blocked_networks":
@@ -323,7 +354,25 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
                 except ValueError:
                     raise ConfigError(f"{where}: {cidr!r} is not an address range like 10.0.0.0/8") from None
         kwargs[key] = coerced
-    return cls(**kwargs)
+    section = cls(**kwargs)
+    _check_across(name, section)
+    return section
+
+
+def _env_setting(var: str, sections: Mapping[str, type]) -> tuple[str, str] | None:
+    """(section, key) of a `LITEJOBS_<SECTION>_<KEY>` server setting; None for a variable that is
+    not one (see the module docstring). A known section's unknown key is refused, naming the variable."""
+    if not var.startswith(ENV_PREFIX) or var in NOT_SETTINGS:
+        return None
+    section, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
+    if section not in sections:
+        return None
+    if not key:
+        raise ConfigError(f"unknown environment setting {var}: expected {ENV_PREFIX}{section.upper()}_<KEY>")
+    known = [f.name for f in dataclasses.fields(sections[section])]  # none: [kinds] takes any name
+    if known and key not in known:
+        raise ConfigError(f"unknown environment setting {var}: no key {key} in [{section}] (known: {', '.join(known)})")
+    return section, key
 
 
 def load_config(
@@ -349,13 +398,10 @@ def load_config(
             raw[section] = dict(values)
     sections = _section_types()
     for var, value in env.items():
-        if not var.startswith(ENV_PREFIX) or var == f"{ENV_PREFIX}CONFIG":
-            continue
-        rest = var[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        if section not in sections or not key:
-            raise ConfigError(f"unknown environment setting {var}")
-        raw.setdefault(section, {})[key] = value
+        setting = _env_setting(var, sections)
+        if setting is not None:
+            section, key = setting
+            raw.setdefault(section, {})[key] = value
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     unknown = sorted(set(raw) - set(sections))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import subprocess
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
 
 from litejobs.config import Config, load_config
 from litejobs.errors import ConfigError
-from tests.support import PYTHON, ROOT
+from tests.support import PYTHON, ROOT, ServerProcess
 
 
 def test_the_example_documents_every_key_with_its_default() -> None:
@@ -64,7 +67,19 @@ def test_litejobs_config_names_the_file(tmp_path: Path) -> None:
         ("[queue]\nconcurrency = 0\n", {}, "queue.concurrency: 0 is out of range"),
         ("[queue]\nenabled = 'perhaps'\n", {}, "queue.enabled: expected true or false"),
         ("", {"LITEJOBS_FETCH_TIMEOUT_S": "soon"}, "fetch.timeout_s: expected a number"),
-        ("", {"LITEJOBS_NOPE_X": "1"}, "unknown environment setting LITEJOBS_NOPE_X"),
+        ("", {"LITEJOBS_QUEUE_CONCURENCY": "3"}, "unknown environment setting LITEJOBS_QUEUE_CONCURENCY"),
+        ("", {"LITEJOBS_QUEUE": "3"}, "unknown environment setting LITEJOBS_QUEUE"),
+        ("[queue]\nlease_s = inf\n", {}, "queue.lease_s: expected a finite number"),
+        ("", {"LITEJOBS_QUEUE_LEASE_S": "inf"}, "queue.lease_s: expected a finite number"),
+        ("", {"LITEJOBS_QUEUE_LEASE_S": "1e400"}, "queue.lease_s: expected a finite number"),
+        ("[queue]\nlease_s = 1" + "0" * 400 + "\n", {}, "queue.lease_s: expected a finite number"),
+        ("", {"LITEJOBS_LIMITS_SYNC_TIMEOUT_S": "nan"}, "limits.sync_timeout_s: expected a finite number"),
+        ("", {"LITEJOBS_LIMITS_DEFAULT_TIMEOUT_S": "-1"}, "limits.default_timeout_s: -1.0 is out of range"),
+        ("", {"LITEJOBS_LIMITS_DEFAULT_TIMEOUT_S": "700"}, "limits.default_timeout_s: 700.0 is above limits.max"),
+        ("", {"LITEJOBS_STORE_SWEEP_INTERVAL_S": "0"}, "store.sweep_interval_s: 0.0 is out of range"),
+        ("", {"LITEJOBS_STORE_RETENTION_S": "1e300"}, "store.retention_s: 1e\\+300 is out of range"),
+        ("[limits]\nmax_batch = 0\n", {}, "limits.max_batch: 0 is out of range"),
+        ("[queue]\nmax_attempts = 21\n", {}, "queue.max_attempts: 21 is out of range"),
         ("[server]\nhost = '0.0.0.0'\n", {}, "not loopback and no [auth] keys"),
         ("[queue\n", {}, "not valid TOML"),
     ],
@@ -78,20 +93,80 @@ def test_bad_configuration_is_refused_with_the_key_named(
         load_config(path, env=env)
 
 
+def _numeric_keys() -> list[tuple[str, str, type]]:
+    """(section, key, type) of every int and float setting."""
+    found = []
+    for section in dataclasses.fields(Config):
+        current = getattr(Config(), section.name)
+        hints = typing.get_type_hints(type(current))
+        found += [
+            (section.name, k.name, hints[k.name]) for k in dataclasses.fields(current) if hints[k.name] in (int, float)
+        ]
+    return found
+
+
+@pytest.mark.parametrize(("section", "key", "kind"), _numeric_keys())
+def test_no_numeric_setting_takes_a_negative_or_non_finite_value(section: str, key: str, kind: type) -> None:
+    where = f"{section}.{key}"
+    variable = f"LITEJOBS_{section.upper()}_{key.upper()}"
+    for bad in ["-1", "nan", "inf", "-inf"] if kind is float else ["-1"]:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(where)}: "):
+            load_config(None, env={variable: bad})
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["store.max_db_mb", "auth.rate_per_s", "queue.max_recoveries", "webhooks.max_retries", "fetch.max_redirects"],
+)
+def test_zero_still_means_off_where_the_example_says_so(setting: str) -> None:
+    section, key = setting.split(".")
+    config = load_config(None, env={f"LITEJOBS_{section.upper()}_{key.upper()}": "0"})
+    assert getattr(getattr(config, section), key) == 0
+
+
+def test_variables_that_are_not_server_settings_are_left_alone() -> None:
+    env = {"LITEJOBS_URL": "http://127.0.0.1:9", "LITEJOBS_API_KEY": "alice", "LITEJOBS_FUZZ_EXAMPLES": "500"}
+    assert load_config(None, env=env) == Config()
+
+
+def test_serve_starts_with_the_client_variables_of_the_readme_exported(tmp_path: Path) -> None:
+    client_env = {"LITEJOBS_URL": "http://127.0.0.1:9", "LITEJOBS_API_KEY": "alice"}
+    server = ServerProcess(tmp_path / "env.db", env=client_env)
+    try:
+        health = server.http.get("/healthz").status
+    finally:
+        exit_code = server.terminate()
+    assert health == 200
+    assert exit_code == 0
+
+
 def test_a_public_host_with_keys_or_allow_anonymous_is_accepted(tmp_path: Path) -> None:
     assert load_config(None, env={"LITEJOBS_SERVER_HOST": "0.0.0.0", "LITEJOBS_AUTH_KEYS": "k"}).auth.keys == ("k",)
     open_config = load_config(None, env={"LITEJOBS_SERVER_HOST": "0.0.0.0", "LITEJOBS_AUTH_ALLOW_ANONYMOUS": "true"})
     assert not open_config.allow_private_networks  # a public server reaches no private address by default
 
 
-def test_serve_stops_at_start_on_a_bad_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("[fetch]\nmax_body_bytez = 1\n", {}, "unknown key [fetch] max_body_bytez"),
+        ("", {"LITEJOBS_QUEUE_CONCURENCY": "3"}, "unknown environment setting LITEJOBS_QUEUE_CONCURENCY"),
+        ("", {"LITEJOBS_QUEUE_LEASE_S": "inf"}, "queue.lease_s: expected a finite number, got 'inf'"),
+    ],
+)
+def test_serve_stops_at_start_on_a_bad_config(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[fetch]\nmax_body_bytez = 1\n")
+    path.write_text(toml)
     proc = subprocess.run(
-        [PYTHON, "-m", "litejobs", "serve", "--config", str(path)], capture_output=True, text=True, timeout=30, cwd=ROOT
+        [PYTHON, "-m", "litejobs", "serve", "--config", str(path), "--port", "0", "--db", str(tmp_path / "c.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, **env},
     )
     assert proc.returncode == 2
-    assert "unknown key [fetch] max_body_bytez" in proc.stderr
+    assert f"configuration error: {message}" in proc.stderr
 
 
 def test_version_flag() -> None:
