@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import re
 import tomllib
-import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from litejobs.config_values import bounded, check_range, coerce
 from litejobs.errors import ConfigError
 
 ENV_PREFIX = "LITEJOBS_"
@@ -32,13 +31,6 @@ ENV_PREFIX = "LITEJOBS_"
 NOT_SETTINGS = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}URL", f"{ENV_PREFIX}API_KEY"})
 
 DAY_S = 86_400
-Number = TypeVar("Number", int, float)
-
-
-def bounded(default: Number, low: float, high: float | None = None) -> Number:
-    """A numeric key's default and the range it accepts, both ends included (high None: no upper
-    bound). Durations stored as epoch milliseconds get an upper bound so they cannot overflow."""
-    return field(default=default, metadata={"range": (low, high)})
 
 
 @dataclass(frozen=True)
@@ -257,72 +249,6 @@ def _section_types() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
 
 
-def _coerce(where: str, expected: Any, value: Any) -> Any:
-    """Check and convert one value to the field's type; raise ConfigError naming the key."""
-    origin = typing.get_origin(expected)
-    args = typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = next(a for a in args if a is not type(None))
-        return _coerce(where, inner, value)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(f"{where}[]", args[0], v) for v in value)
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if expected is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        try:
-            return int(value) if isinstance(value, (int, str)) else _fail(where, "an integer", value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-    if expected is float:
-        return _coerce_float(where, value)
-    if expected is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {expected!r}")  # pragma: no cover
-
-
-def _coerce_float(where: str, value: Any) -> float:
-    """A finite float: nan slips through every comparison and inf overflows the first int() of it,
-    so both are refused here rather than failing later, far from the key that caused it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    except OverflowError:  # an integer past float's range
-        number = math.inf
-    if not math.isfinite(number):
-        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-    return number
-
-
-def _fail(where: str, what: str, value: Any) -> Any:
-    raise ConfigError(f"{where}: expected {what}, got {value!r}")
-
-
-def _check_range(where: str, key: dataclasses.Field[Any], value: Any) -> None:
-    """Refuse a value outside the range the key declares with `bounded`."""
-    if "range" not in key.metadata or value is None:
-        return
-    low, high = key.metadata["range"]
-    if value < low or (high is not None and value > high):
-        raise ConfigError(f"{where}: {value!r} is out of range ({low} to {'any' if high is None else high})")
-
-
 def _check_across(name: str, section: Any) -> None:
     """Rules that tie two keys of one section together."""
     if isinstance(section, LimitsConfig) and section.default_timeout_s > section.max_timeout_s:
@@ -343,8 +269,8 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
     kwargs = {}
     for key, value in values.items():
         where = f"{name}.{key}"
-        coerced = _coerce(where, hints[key], value)
-        _check_range(where, known[key], coerced)
+        coerced = coerce(where, hints[key], value)
+        check_range(where, known[key], coerced)
         if where == "server.log_format" and coerced not in ("text", "json"):
             raise ConfigError(f"{where}: expected 'text' or 'json', got {coerced!r}")
         if where == "fetch.blocked_networks":

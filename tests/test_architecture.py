@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "litejobs.errors": 0,
     "litejobs.jobs": 0,
     "litejobs.config": 0,
+    "litejobs.config_values": 0,
     "litejobs.fields": 0,
     "litejobs.extract": 0,
     "litejobs.charsets": 0,
