@@ -35,6 +35,16 @@ def held_page(site: TargetSite, path: str = "/held") -> tuple[str, threading.Eve
     return site.add(path, held), gate
 
 
+def slow_page(site: TargetSite, seconds: float) -> str:
+    """A page that answers after `seconds`: a job fetching it runs that long."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(seconds)
+        return web.Response(text=PAGE, content_type="text/html")
+
+    return site.add("/slow", slow)
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,6 +98,28 @@ def test_wait_with_a_timeout_returns_the_job_as_it_is(server: ServerThread, site
     finally:
         gate.set()
     assert client.wait(job["job_id"])["status"] == "completed"
+
+
+def test_a_sync_client_waits_out_a_job_longer_than_its_request_timeout(server: ServerThread, site: TargetSite) -> None:
+    client = Client(server.base_url, timeout_s=1.0)
+    job = client.submit("fetch", {"url": slow_page(site, 2.5)})
+    done = client.wait(job["job_id"])
+    assert done["status"] == "completed"
+
+
+def test_get_with_a_wait_longer_than_the_request_timeout_returns_the_ended_job(
+    server: ServerThread, site: TargetSite
+) -> None:
+    url = slow_page(site, 2.0)
+    client = Client(server.base_url, timeout_s=1.0)
+
+    async def async_submit_and_get() -> dict[str, Any]:
+        async with AsyncClient(server.base_url, timeout_s=1.0) as client:
+            job = await client.submit("fetch", {"url": url})
+            return await client.get(job["job_id"], wait_s=20)  # type: ignore[no-any-return]
+
+    assert client.get(client.submit("fetch", {"url": url})["job_id"], wait_s=20)["status"] == "completed"
+    assert asyncio.run(async_submit_and_get())["status"] == "completed"
 
 
 def test_list_iterates_across_pages(server: ServerThread) -> None:
@@ -239,6 +271,25 @@ def test_async_wait_falls_back_to_long_polling_when_the_stream_breaks(site: Targ
     assert polls == ["60.000"]
 
 
+def test_async_wait_falls_back_to_long_polls_that_end_before_its_request_timeout(site: TargetSite) -> None:
+    broken_stream(site, fake_job("active", 100), fake_job("active", 100))
+    polls: list[str] = []
+
+    async def job(request: web.Request) -> web.Response:
+        polls.append(request.query.get("wait", ""))
+        await asyncio.sleep(float(polls[-1] or 0))  # held as the server would
+        return web.json_response(fake_job("completed", 300))
+
+    site.add("/v1/jobs/job_x", job)
+
+    async def scenario() -> dict[str, Any]:
+        async with AsyncClient(site.base_url, timeout_s=1.0) as client:
+            return await client.wait("job_x")  # type: ignore[no-any-return]
+
+    assert asyncio.run(scenario())["status"] == "completed"
+    assert polls == ["0.500"]
+
+
 def test_an_unreachable_server_raises_server_unreachable() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
 
@@ -296,6 +347,27 @@ def test_each_error_code_raises_its_own_exception(tmp_path: Path) -> None:
         with pytest.raises(errors.ValidationFailed) as invalid:
             owner.submit("fetch", {"url": "http://a.test/"}, priority=1000, max_attempts=0)
         assert {d["field"] for d in invalid.value.details} == {"priority", "max_attempts"}
+
+
+def test_a_body_over_the_limit_raises_payload_too_large(server: ServerThread) -> None:
+    # larger than the loopback socket buffers, so the server's 413 and close meet a send still under way
+    body = "x" * 8_000_000
+    client = Client(server.base_url)
+    for _ in range(10):  # the send fails (reset or broken pipe) in most runs without the early answer read
+        with pytest.raises(errors.PayloadTooLarge) as too_large:
+            client.submit("fetch", {"url": "http://127.0.0.1:9/", "method": "POST", "body": body})
+        assert too_large.value.status == 413  # type: ignore[attr-defined]
+
+
+def test_a_server_that_hangs_up_mid_body_without_answering_is_unreachable(site: TargetSite) -> None:
+    async def hang_up(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    site.add("/v1/jobs", hang_up)
+    with pytest.raises(ServerUnreachable, match="cannot reach"):
+        Client(site.base_url).submit("fetch", {"url": "http://127.0.0.1:9/", "body": "x" * 8_000_000})
 
 
 def test_a_disabled_queue_raises_queue_disabled(tmp_path: Path) -> None:

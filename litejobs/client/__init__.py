@@ -8,6 +8,7 @@ only litejobs.jobs and litejobs.errors from litejobs, so it can be lifted out wi
     sse.py      Event, the text/event-stream parser, a stream followed across reconnects
     urls.py     the default server URL, job paths, query strings
     waiting.py  waiting for a job: terminal states, long-poll budget, change notices
+    transport.py  Client's urllib opener, which reads an answer the server sent before it read the body
     sync.py     Client
     aio.py      AsyncClient
 """

@@ -14,7 +14,7 @@ import aiohttp
 from litejobs.client.errors import ServerUnreachable, api_error
 from litejobs.client.sse import Event, Follow, SseParser
 from litejobs.client.urls import DEFAULT_URL, job_path, query_string
-from litejobs.client.waiting import OnChange, Watch, is_terminal, past, poll_s
+from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
 
 #: an event stream sends a keep-alive every 15 s; three missed ones mean the stream is dead
 STREAM_READ_S = 45.0
@@ -91,7 +91,16 @@ class AsyncClient:
         body = {"jobs": [dict(job) for job in jobs]}
         return (await self.request("POST", "/v1/jobs/batch", body, headers))["jobs"]
 
+    def _longest_poll_s(self) -> float:
+        """longest_poll_s of the session's request timeout: its total or its read limit, the shorter."""
+        timeout = self._session_in_use().timeout
+        return longest_poll_s(min((s for s in (timeout.total, timeout.sock_read) if s), default=None))
+
     async def get(self, job_id: str, wait_s: float = 0) -> Any:
+        """The job; with `wait_s`, as soon as it is terminal or as it is once `wait_s` has passed. A wait
+        longer than one request of this client can hold is spread over several long-polls."""
+        if wait_s > self._longest_poll_s():
+            return await self._long_poll(job_id, time.monotonic() + wait_s, Watch(None))
         return await self.request("GET", job_path(job_id) + (f"?wait={wait_s:.3f}" if wait_s > 0 else ""))
 
     async def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
@@ -111,8 +120,13 @@ class AsyncClient:
             pass  # the stream broke (or never opened): the long-poll below says which
         except TimeoutError:
             return watch.job or await self.get(job_id)
+        return await self._long_poll(job_id, deadline, watch)
+
+    async def _long_poll(self, job_id: str, deadline: float | None, watch: Watch) -> Any:
+        """Long-polls, each answered before this client's request timeout, until the job ends or the deadline."""
+        longest_s = self._longest_poll_s()
         while True:
-            job = watch(await self.get(job_id, wait_s=poll_s(deadline)))
+            job = watch(await self.get(job_id, wait_s=poll_s(deadline, longest_s)))
             if is_terminal(job) or past(deadline):
                 return job
 

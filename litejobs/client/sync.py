@@ -12,8 +12,9 @@ from typing import Any
 
 from litejobs.client.errors import ServerUnreachable, api_error
 from litejobs.client.sse import Event, Follow, SseParser
+from litejobs.client.transport import build_opener
 from litejobs.client.urls import DEFAULT_URL, job_path, query_string
-from litejobs.client.waiting import OnChange, Watch, is_terminal, past, poll_s
+from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
 
 
 class Client:
@@ -22,8 +23,9 @@ class Client:
     def __init__(self, base_url: str = DEFAULT_URL, api_key: str | None = None, timeout_s: float = 75.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        #: per request; above MAX_WAIT_S so that a long-poll is answered before it
+        #: per request (each connect and each read); long-polls are kept shorter than it (longest_poll_s)
         self.timeout_s = timeout_s
+        self._opener = build_opener()
 
     def _open(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -34,14 +36,10 @@ class Client:
             sent["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=sent)
         try:
-            return urllib.request.urlopen(req, timeout=self.timeout_s)
+            return self._opener.open(req, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             with exc:
-                try:
-                    payload = json.loads(exc.read() or b"null")
-                except ValueError:
-                    payload = None
-                raise api_error(exc.code, payload, exc.headers.get("Retry-After")) from None
+                raise api_error(exc.code, _error_body(exc), exc.headers.get("Retry-After")) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
             raise ServerUnreachable(f"cannot reach {self.base_url}: {getattr(exc, 'reason', exc)}") from exc
 
@@ -63,14 +61,22 @@ class Client:
         return self.request("POST", "/v1/jobs/batch", {"jobs": [dict(job) for job in jobs]}, headers)["jobs"]
 
     def get(self, job_id: str, wait_s: float = 0) -> Any:
+        """The job; with `wait_s`, as soon as it is terminal or as it is once `wait_s` has passed. A wait
+        longer than one request of this client can hold is spread over several long-polls."""
+        if wait_s > longest_poll_s(self.timeout_s):
+            return self._long_poll(job_id, time.monotonic() + wait_s, Watch(None))
         return self.request("GET", job_path(job_id) + (f"?wait={wait_s:.3f}" if wait_s > 0 else ""))
 
     def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
         """The job once terminal, or as it is when `timeout_s` passes; long-polls, never a busy loop."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        watch = Watch(on_change)
+        return self._long_poll(job_id, deadline, Watch(on_change))
+
+    def _long_poll(self, job_id: str, deadline: float | None, watch: Watch) -> Any:
+        """Long-polls, each answered before this client's request timeout, until the job ends or the deadline."""
+        longest_s = longest_poll_s(self.timeout_s)
         while True:
-            job = watch(self.get(job_id, wait_s=poll_s(deadline)))
+            job = watch(self.get(job_id, wait_s=poll_s(deadline, longest_s)))
             if is_terminal(job) or past(deadline):
                 return job
 
@@ -124,3 +130,11 @@ class Client:
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+
+
+def _error_body(exc: urllib.error.HTTPError) -> Any:
+    """The JSON of an error answer; None when it is not JSON or was cut off (RemoteError then keeps the status)."""
+    try:
+        return json.loads(exc.read() or b"null")
+    except (ValueError, OSError, http.client.HTTPException):
+        return None

@@ -10,6 +10,8 @@ from litejobs.jobs import TERMINAL
 
 #: the server holds `?wait=` at most this long
 MAX_WAIT_S = 60.0
+#: a long-poll ends this much before the client's own request timeout, so that the answer can still arrive
+WAIT_MARGIN_S = 5.0
 
 OnChange = Callable[[dict[str, Any]], None]
 
@@ -18,9 +20,17 @@ def is_terminal(job: Mapping[str, Any]) -> bool:
     return job.get("status") in TERMINAL  # JobState is a str enum: "failed" in TERMINAL
 
 
-def poll_s(deadline: float | None) -> float:
-    """How long the next long-poll may hold: at most the server's cap, never past the deadline."""
-    return MAX_WAIT_S if deadline is None else max(0.0, min(MAX_WAIT_S, deadline - time.monotonic()))
+def longest_poll_s(request_timeout_s: float | None) -> float:
+    """The longest `?wait=` whose answer still beats a request timeout of `request_timeout_s`: the server's
+    cap, and WAIT_MARGIN_S short of the timeout (or half of it, for timeouts too short for the margin)."""
+    if request_timeout_s is None:
+        return MAX_WAIT_S
+    return min(MAX_WAIT_S, max(request_timeout_s - WAIT_MARGIN_S, request_timeout_s / 2))
+
+
+def poll_s(deadline: float | None, longest_s: float = MAX_WAIT_S) -> float:
+    """How long the next long-poll may hold: at most `longest_s`, never past the deadline."""
+    return longest_s if deadline is None else max(0.0, min(longest_s, deadline - time.monotonic()))
 
 
 def past(deadline: float | None) -> bool:
