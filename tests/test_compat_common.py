@@ -9,9 +9,36 @@ from typing import Any
 
 import pytest
 
+from litejobs.jobs import JobResult, JobState
+from litejobs.kinds import KindContext
+from tests.file_kinds import png_like
 from tests.support import Http, Response, ServerThread, TargetSite, make_config
 
 ALICE, BOB = "k-alice", "k-bob"
+#: plugin kinds that no dialect submits itself, whose inputs and outputs are not a fetch's
+PLUGINS = {
+    "odd": "tests.test_compat_common:odd_outputs",
+    "shout": "tests.plugin_example:shout",
+    "snapshot": "tests.file_kinds:snapshot",
+}
+#: every dialect's status and result routes, with the key as its clients send it (none: the id is enough)
+READS = {
+    "scraperapi": ("/compat/scraperapi/jobs/{id}", {}),
+    "scrapellm": ("/compat/scrapellm/jobs/{id}", {}),
+    "scrapio": ("/compat/scrapio/v1/jobs/{id}", {"Authorization": f"Bearer {ALICE}"}),
+    "scrapio result": ("/compat/scrapio/v1/jobs/{id}/result", {"Authorization": f"Bearer {ALICE}"}),
+    "omniscrape": ("/compat/omniscrape/v1/jobs/{id}", {"X-API-Key": ALICE}),
+    "spidra": ("/compat/spidra/api/scrape/{id}", {"x-api-key": ALICE}),
+}
+
+
+async def odd_outputs(input: dict[str, Any], ctx: KindContext) -> JobResult:
+    """A plugin kind whose outputs and stats use names the dialects read, holding other types."""
+    outputs = {"pages": [1, "two", {"title": 3}], "headers": ["x"], "html": 5, "status_code": "n/a"}
+    return JobResult(JobState.COMPLETED, outputs, {"elapsed_ms": "fast", "ai": "none", "duration_ms": []})
+
+
+odd_outputs.input_schema = {}  # type: ignore[attr-defined]
 
 
 def poll(read: Callable[[], Response], done: Callable[[Any], bool], timeout_s: float = 15) -> Any:
@@ -82,3 +109,39 @@ def test_routes_that_the_vendors_guard_still_need_a_key(keyed: ServerThread) -> 
     assert spidra.status == 401 and spidra.json["status"] == "error" and "API key" in spidra.json["message"]
     omni = anyone.get("/compat/omniscrape/v1/jobs/job_x")
     assert omni.status == 401 and omni.json["success"] is False and omni.json["error"]["code"] == "unauthorized"
+
+
+def test_every_dialect_reads_a_job_of_any_kind(tmp_path: Path, site: TargetSite) -> None:
+    url = site.add_html("/", "<h1>Hi</h1>")
+    inputs = {
+        "fetch": {"url": url},
+        "multi_fetch": {"urls": [url]},
+        "crawl": {"url": url, "max_pages": 1, "respect_robots": False},
+        "map": {"url": url, "use_sitemap": False},
+        "shout": {"text": "hi"},
+        "snapshot": {"size": 64},
+        "odd": {},
+    }
+    with ServerThread(make_config(tmp_path, auth={"keys": [ALICE]}, kinds=PLUGINS)) as api:
+        alice = Http(api.base_url, ALICE)
+        jobs = {kind: alice.submit(raw, kind)["job_id"] for kind, raw in inputs.items()}
+        assert {kind: alice.wait(job_id)["status"] for kind, job_id in jobs.items()} == dict.fromkeys(
+            inputs, "completed"
+        )
+        answers = {
+            (dialect, kind): Http(api.base_url).get(path.format(id=job_id), headers=headers).status
+            for dialect, (path, headers) in READS.items()
+            for kind, job_id in jobs.items()
+        }
+    assert answers == dict.fromkeys(answers, 200)
+
+
+def test_a_scrapellm_file_link_is_absolute_and_serves_the_file_with_the_key(tmp_path: Path) -> None:
+    with ServerThread(make_config(tmp_path, auth={"keys": [ALICE]}, kinds=PLUGINS)) as api:
+        anyone = Http(api.base_url)
+        job = anyone.post(f"/compat/scrapellm/scrapers/snapshot/jobs?api_key={ALICE}&size=64").json
+        done = poll(lambda: anyone.get(f"/compat/scrapellm/jobs/{job['job_id']}"), lambda b: b["status"] != "pending")
+        link = done["result"]["file"]
+        assert link == f"{api.base_url}/v1/files/{job['job_id']}/snapshot.png"
+        served = anyone.get(f"{link[len(api.base_url) :]}?api_key={ALICE}")
+        assert served.status == 200 and served.body == png_like(64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,3 +114,17 @@ def test_x_api_key_is_required_and_errors_say_success_false(api: ServerThread) -
     assert bad.status == 422 and bad.json["error"]["details"][0]["field"] == "url"
     missing = http(api).get(f"{BASE}/v1/jobs/job_00000000000000000000000000000000", headers=H)
     assert missing.status == 404 and missing.json["success"] is False
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium")
+def test_an_async_screenshot_is_an_absolute_url_that_serves_the_png(tmp_path: Path, site: TargetSite) -> None:
+    body = {"url": site.add_html("/", PAGE), "output": ["markdown", "screenshot"]}
+    with ServerThread(make_config(tmp_path, auth={"keys": [KEY]})) as api:  # the browser's own timeouts
+        job = http(api).post(f"{BASE}/v1/scrape/async", body, headers=H).json
+        data = until_done(api, job["poll"])
+        assert data["status"] == "completed", data
+        shot = data["result"]["data"]["screenshot"]
+        assert shot == f"{api.base_url}/v1/files/{job['job_id']}/screenshot.png"
+        png = http(api).get(shot[len(api.base_url) :], headers=H)
+        assert png.status == 200 and png.body.startswith(b"\x89PNG")

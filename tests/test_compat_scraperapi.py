@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from aiohttp import web
@@ -121,3 +121,56 @@ def test_api_params_render_asks_for_a_rendered_page(api: ServerThread) -> None:
     body = {"apiKey": KEY, "url": "https://example.com", "apiParams": {"country_code": "us"}}
     bad = client(api).post("/compat/scraperapi/jobs", body)
     assert bad.status == 422 and bad.json["error"]["details"][0]["field"] == "apiParams.country_code"
+
+
+def test_a_job_of_another_kind_reads_and_cancels_through_the_status_url(api: ServerThread, site: TargetSite) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(text="late")
+
+    spidra = Http(api.base_url, KEY)  # a Spidra job is a multi_fetch: its input has `urls`, no `url`
+    done_id = spidra.post("/compat/spidra/api/scrape", {"urls": [site.add_html("/", PAGE)]}).json["jobId"]
+    slow_id = spidra.post("/compat/spidra/api/scrape", {"urls": [site.add("/slow", slow)]}).json["jobId"]
+    done = poll(lambda: client(api).get(f"/compat/scraperapi/jobs/{done_id}"), lambda b: b["status"] != "running")
+    assert done["status"] == "finished" and done["id"] == done_id and done["url"] is None
+    poll(lambda: Http(api.base_url, KEY).get(f"/v1/jobs/{slow_id}"), lambda b: b["status"] == "active")
+    resp = client(api).delete(f"/compat/scraperapi/jobs/{slow_id}")
+    assert resp.status == 200 and resp.json["status"] == "failed" and "cancelled" in resp.json["error"]
+    assert Http(api.base_url, KEY).get(f"/v1/jobs/{slow_id}").json["status"] == "cancelled"
+
+
+def test_a_job_waiting_to_retry_is_running_with_no_error(tmp_path: Path, site: TargetSite) -> None:
+    hits = []
+
+    async def down_once(request: web.Request) -> web.Response:
+        hits.append(1)
+        return web.Response(text=PAGE, status=500 if len(hits) == 1 else 200, content_type="text/html")
+
+    config = make_config(tmp_path, auth={"keys": [KEY]}, queue={"backoff_base_s": 30, "backoff_max_s": 30})
+    with ServerThread(config) as api:
+        job = client(api).post("/compat/scraperapi/jobs", {"apiKey": KEY, "url": site.add("/flaky", down_once)}).json
+        native = poll(
+            lambda: Http(api.base_url, KEY).get(f"/v1/jobs/{job['id']}"),
+            lambda b: b["status"] not in ("waiting", "active"),
+        )
+        assert native["status"] == "delayed" and native["error"]  # the first attempt failed; a retry is due
+        between = client(api).get(status_path(job["statusUrl"])).json
+        assert between["status"] == "running" and "error" not in between
+
+
+def test_the_url_may_come_as_a_query_parameter_and_the_body_wins(api: ServerThread, site: TargetSite) -> None:
+    in_query, in_body = site.add_html("/query", PAGE), site.add_html("/body", "<p>body</p>")
+    resp = client(api).post(f"/compat/scraperapi/jobs?api_key={KEY}&url={quote(in_query, safe='')}")
+    assert resp.status == 200 and resp.json["url"] == in_query
+    done = poll(lambda: client(api).get(status_path(resp.json["statusUrl"])), lambda b: b["status"] != "running")
+    assert done["status"] == "finished" and done["response"]["body"] == PAGE
+    both = client(api).post(f"/compat/scraperapi/jobs?url={quote(in_query, safe='')}", {"apiKey": KEY, "url": in_body})
+    assert both.status == 200 and both.json["url"] == in_body
+
+
+def test_an_empty_meta_is_echoed_too(api: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/", PAGE)
+    job = client(api).post("/compat/scraperapi/jobs", {"apiKey": KEY, "url": url, "meta": {}}).json
+    assert job["meta"] == {}
+    done = poll(lambda: client(api).get(status_path(job["statusUrl"])), lambda b: b["status"] != "running")
+    assert done["status"] == "finished" and done["meta"] == {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.file_kinds import png_like
 from tests.support import Http, ServerThread, TargetSite, make_config
 from tests.test_compat_common import poll
 
@@ -147,3 +148,14 @@ def test_bearer_auth_is_required_and_an_unknown_job_is_404(api: ServerThread) ->
         Http(api.base_url).post(f"{BASE}/v1/jobs", {"kind": "fetch", "input": {"url": "https://x.org"}}).status == 401
     )
     assert http(api).get(f"{BASE}/v1/jobs/job_00000000000000000000000000000000").status == 404
+
+
+def test_a_file_output_is_an_absolute_url_that_serves_the_file(tmp_path: Path) -> None:
+    config = make_config(tmp_path, auth={"keys": [KEY]}, kinds={"snapshot": "tests.file_kinds:snapshot"})
+    with ServerThread(config) as api:
+        job = http(api).post(f"{BASE}/v1/jobs", {"kind": "snapshot", "input": {"size": 64}}).json
+        assert until_settled(api, job["job_id"])["status"] == "completed"
+        link = http(api).get(f"{BASE}/v1/jobs/{job['job_id']}/result").json["outputs"]["file"]
+        assert link == f"{api.base_url}/v1/files/{job['job_id']}/snapshot.png"
+        served = http(api).get(link[len(api.base_url) :])
+        assert served.status == 200 and served.body == png_like(64)

@@ -1,7 +1,8 @@
-"""What the vendor dialects share: the caller, jobs read by their unguessable id, vendor error bodies."""
+"""What the vendor dialects share: the caller, jobs read by their unguessable id, vendor error bodies, file links."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -102,11 +103,38 @@ async def job_by_id(request: Request, job_id: str) -> tuple[Job, str]:
 
 
 async def result_of(request: Request, job: Job, who: str) -> JobResult | None:
-    """The job's result if it has one (completed or partial), else None."""
+    """The job's result if it has one (completed or partial), its file links absolute; else None."""
     if not job.result_available:
         return None
     _, result = await engine_of(request).result(job.id, who)
-    return result
+    return dataclasses.replace(result, outputs=with_absolute_files(request, job.id, result.outputs))
+
+
+def with_absolute_files(request: Request, job_id: str, value: Any) -> Any:
+    """`value` with the job's file links (`/v1/files/{job_id}/{name}`) as absolute URLs on this
+    server, wherever they sit. The engine gives them from the server root; a vendor client resolves
+    a relative link against its base URL (`…/compat/<vendor>`), where it is a 404. The file route
+    takes the key in every way a dialect's client sends one (Bearer, `X-API-Key`, `?api_key=`)."""
+    if isinstance(value, str):
+        return absolute_url(request, value) if _is_file_link(value, job_id) else value
+    if isinstance(value, Mapping):
+        return {name: with_absolute_files(request, job_id, item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [with_absolute_files(request, job_id, item) for item in value]
+    return value
+
+
+def _is_file_link(value: str, job_id: str) -> bool:
+    prefix = f"/v1/files/{job_id}/"
+    if not value.startswith(prefix):
+        return False
+    name = value[len(prefix) :]
+    return bool(name) and "/" not in name and not any(c.isspace() for c in name)
+
+
+def absolute_url(request: Request, path: str) -> str:
+    """A path from the server root as an absolute URL, whatever the dialect's mount (or a proxy's root_path)."""
+    return str(request.base_url).rstrip("/") + path
 
 
 async def pages_of(request: Request, job: Job, default_limit: int = 100) -> dict[str, Any]:
@@ -117,7 +145,7 @@ async def pages_of(request: Request, job: Job, default_limit: int = 100) -> dict
         return {}
     offset = _int_param(request, "offset", 0, 10**9)
     limit = _int_param(request, "limit", default_limit, 1000) or default_limit
-    pages = [public_page(p) for p in await store.pages(job.id, offset, limit)]
+    pages = [with_absolute_files(request, job.id, public_page(p)) for p in await store.pages(job.id, offset, limit)]
     return {"pages": pages, "total_pages": total, "next_offset": offset + limit if offset + limit < total else None}
 
 

@@ -59,8 +59,11 @@ def scrape_shape(result: JobResult, requested: list[str], elapsed_s: float | Non
 
 def _elapsed_s(result: JobResult, job: Job | None = None) -> float | None:
     elapsed_ms = result.stats.get("elapsed_ms")
-    if elapsed_ms is None and job is not None and job.started_at and job.completed_at:
-        elapsed_ms = job.completed_at - job.started_at
+    # a job of another kind (a plugin's) read here may keep anything under that name
+    if not isinstance(elapsed_ms, (int, float)) or isinstance(elapsed_ms, bool):
+        elapsed_ms = None
+        if job is not None and job.started_at and job.completed_at:
+            elapsed_ms = job.completed_at - job.started_at
     return None if elapsed_ms is None else round(elapsed_ms / 1000, 3)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +26,14 @@ STATUS = {
     JobState.CANCELLED: "failed",
 }
 FETCH_FIELDS = ("url", "method", "headers", "body")
+#: what their page lists as query parameters of `POST /jobs`, beside `api_key` (which auth reads)
+QUERY_FIELDS = ("url",)
+
+
+def submission(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The documented query parameters, then the JSON body's fields over them (as ScrapeLLM's)."""
+    from_query = {name: request.query_params[name] for name in QUERY_FIELDS if name in request.query_params}
+    return {**from_query, **body}
 
 
 def fetch_input(body: dict[str, Any]) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
@@ -54,32 +63,44 @@ def status_url(request: Request, job_id: str) -> str:
 
 
 def job_shape(job: Job, url: str, result: JobResult | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": job.id, "status": STATUS[job.status], "statusUrl": url, "url": job.input["url"]}
-    if job.meta:
-        body["meta"] = job.meta
+    """Any job in the table, in their shape: one submitted elsewhere (a Spidra `multi_fetch`, a
+    native crawl, a plugin's) may have no `url` in its input, nor an `html` or `headers` output.
+    `meta` is always there: the job does not record whether an empty one was sent."""
+    target = job.input.get("url")
+    body: dict[str, Any] = {
+        "id": job.id,
+        "status": STATUS[job.status],
+        "statusUrl": url,
+        "url": target if isinstance(target, str) else None,
+        "meta": job.meta,
+    }
     if result is not None:
-        outputs = result.outputs
-        headers = {str(k).lower(): v for k, v in (outputs.get("headers") or {}).items()}
-        headers["sa-final-url"] = outputs.get("final_url", "")
-        headers["sa-statuscode"] = str(outputs.get("status_code", ""))
-        status_code = outputs.get("status_code")
-        body["response"] = {"headers": headers, "body": outputs.get("html", ""), "statusCode": status_code}
+        body["response"] = response_shape(result.outputs)
     elif job.status == JobState.CANCELLED:
         body["error"] = "the job was cancelled"
-    elif job.error:
-        body["error"] = job.error.get("message")
+    elif job.status == JobState.FAILED:
+        # a job between attempts also carries the last attempt's error; their `running` has none
+        body["error"] = (job.error or {}).get("message") or "the job failed"
     return body
 
 
+def response_shape(outputs: dict[str, Any]) -> dict[str, Any]:
+    raw_headers = outputs.get("headers")
+    headers = {str(k).lower(): v for k, v in raw_headers.items()} if isinstance(raw_headers, Mapping) else {}
+    headers["sa-final-url"] = outputs.get("final_url", "")
+    headers["sa-statuscode"] = str(outputs.get("status_code", ""))
+    return {"headers": headers, "body": outputs.get("html", ""), "statusCode": outputs.get("status_code")}
+
+
 async def submit_job(request: Request) -> Response:
-    body = await read_body(request)
+    body = submission(request, await read_body(request))
     native, key, meta = fetch_input(body)
     who = owner(request, key)
     submitted = await submit_one(request, {"kind": "fetch", "input": native, "meta": meta}, who, input_as="")
     job = submitted.job
     # a status of "running" from the start, as the vendor answers: the job is accepted and under way
     answer = {"id": job.id, "status": "running", "statusUrl": status_url(request, job.id), "url": native["url"]}
-    if job.meta:
+    if body.get("meta") is not None:  # echoed as sent, `{}` too; their answer to a body without one has none
         answer["meta"] = job.meta
     return JSONResponse(answer)
 

@@ -8,7 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from litejobs.api.dialects.common import engine_of, pages_of, read_body, renamed, run_inline, submit_one
+from litejobs.api.dialects.common import (
+    engine_of,
+    pages_of,
+    read_body,
+    renamed,
+    run_inline,
+    submit_one,
+    with_absolute_files,
+)
 from litejobs.api.errors import request_id_of
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import idempotency_key, owner
@@ -72,7 +80,8 @@ async def get_job(request: Request) -> Response:
 
 async def get_result(request: Request) -> Response:
     job, result = await engine_of(request).result(request.path_params["job_id"], owner(request))
-    body = {**job_shape(request, job), "outputs": result.outputs, **await pages_of(request, job)}
+    outputs = with_absolute_files(request, job.id, result.outputs)
+    body = {**job_shape(request, job), "outputs": outputs, **await pages_of(request, job)}
     return JSONResponse(body)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -61,25 +62,10 @@ def multi_input(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in native.items() if v is not None}
 
 
-def absolute(request: Request, path: str | None) -> str | None:
-    if not path or not path.startswith("/"):
-        return path  # a data: URL of an inline run, or nothing
-    return f"{request.url.scheme}://{request.url.netloc}{path}"
-
-
-def result_shape(request: Request, result: JobResult) -> dict[str, Any]:
+def result_shape(result: JobResult) -> dict[str, Any]:
     outputs, stats = result.outputs, result.stats
-    ai = stats.get("ai") or {}
-    data = [
-        {
-            "url": page["url"],
-            "title": page.get("title"),
-            "markdownContent": page.get("markdown"),
-            "success": page["success"],
-            "screenshotUrl": absolute(request, page.get("screenshot")),
-        }
-        for page in outputs.get("pages", [])
-    ]
+    ai = stats.get("ai") if isinstance(stats.get("ai"), Mapping) else {}
+    data = [page_shape(page) for page in pages_in(outputs)]
     return {
         "content": outputs.get("content"),
         "data": data,
@@ -92,6 +78,24 @@ def result_shape(request: Request, result: JobResult) -> dict[str, Any]:
             "outputTokens": ai.get("output_tokens", 0),
             "totalTokens": ai.get("total_tokens", 0),
         },
+    }
+
+
+def pages_in(outputs: dict[str, Any]) -> list[Mapping[str, Any]]:
+    """A `multi_fetch` job's pages. A job of another kind read here by its id has none, or (a
+    plugin's) a `pages` output of any shape."""
+    pages = outputs.get("pages")
+    return [page for page in pages if isinstance(page, Mapping)] if isinstance(pages, list) else []
+
+
+def page_shape(page: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "url": page.get("url"),
+        "title": page.get("title"),
+        "markdownContent": page.get("markdown"),
+        "success": page.get("success") is True,
+        # absolute already (result_of): relative to their base URL, a server-root path is a 404
+        "screenshotUrl": page.get("screenshot"),
     }
 
 
@@ -127,7 +131,7 @@ async def get_scrape(request: Request) -> Response:
     body = {
         "status": STATUS[job.status],
         "progress": progress,
-        "result": result_shape(request, result) if result is not None else None,
+        "result": result_shape(result) if result is not None else None,
         "error": error_text(job),
     }
     return JSONResponse(body)
