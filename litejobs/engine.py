@@ -216,7 +216,7 @@ class Engine:
     async def retry(self, job_id: str, owner: str) -> Job:
         await self.get(job_id, owner)
         self.check_accepting()
-        job = await self.store.retry(job_id, self.clock())
+        job = await self.store.retry(job_id, self.clock(), self.config.queue.max_depth)
         assert self.workers is not None
         self.workers.notify()
         self.feed.publish(job)

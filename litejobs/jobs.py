@@ -146,13 +146,15 @@ class Job:
 
 @dataclass
 class Attempt:
-    """One run of a job, kept for the record (the dashboard's timeline)."""
+    """One attempt of a job, kept for the record (the dashboard's timeline). `run` is 1 for the job's
+    first run and one more after each retry, whose attempts count from 1 again."""
 
     number: int
     started_at: int
     ended_at: int | None
     outcome: str | None
     error: dict[str, Any] | None
+    run: int = 1
 
 
 @dataclass

@@ -181,7 +181,7 @@ export class JobDetail {
             { class: "timeline attempts" },
             attempts.map((a) =>
               step(
-                `Attempt ${a.attempt}: ${a.outcome || "running"}`,
+                `${a.run > 1 ? `Run ${a.run}, attempt` : "Attempt"} ${a.attempt}: ${a.outcome || "running"}`,
                 a.started_at,
                 a.error ? h("span", {}, h("code", {}, a.error.code), " ", a.error.message || "") : a.ended_at ? `ran ${duration(parseTime(a.ended_at) - parseTime(a.started_at))}` : "",
                 a.outcome === "completed" ? "ok" : a.error ? "bad" : "muted",

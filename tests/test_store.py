@@ -155,7 +155,7 @@ def test_cancel_waiting_active_and_terminal(store_factory: StoreFactory) -> None
         assert not await store.finish(active.id, "w", JobResult(JobState.COMPLETED), T0, T0)
         with pytest.raises(JobFinished):
             await store.cancel(active.id, T0, T0 + 10)
-        retried = await store.retry(active.id, T0 + 1)
+        retried = await store.retry(active.id, T0 + 1, 100)
         assert retried.status == JobState.WAITING and retried.attempts == 0 and retried.expires_at is None
 
     run(store_factory, body)

@@ -108,8 +108,9 @@ def public_page(page: dict[str, Any]) -> dict[str, Any]:
 
 def attempt_body(attempt: Attempt) -> dict[str, Any]:
     """One attempt of a job, for its timeline: outcome is completed, partial, failed, retry,
-    cancelled or lost (its worker died); null while it runs."""
+    cancelled or lost (its worker died); null while it runs. `run` is 1, then one more per retry."""
     return {
+        "run": attempt.run,
         "attempt": attempt.number,
         "started_at": iso_ms(attempt.started_at),
         "ended_at": iso_ms(attempt.ended_at),

@@ -158,9 +158,17 @@ _SCHEMAS: dict[str, Any] = {
             "links": _object({"self": _STR, "result": _STR, "events": _STR}, "self", "result", "events"),
             "attempts_detail": {
                 "type": "array",
-                "description": "GET /v1/jobs/{job_id} only: every attempt, oldest first",
+                "description": "GET /v1/jobs/{job_id} only: every attempt of every run, oldest first",
                 "items": _object(
-                    {"attempt": _INT, "started_at": _TIME, "ended_at": _TIME, "outcome": _NSTR, "error": {}},
+                    {
+                        "run": {**_INT, "description": "1, then one more per retry; attempts count from 1 in each"},
+                        "attempt": _INT,
+                        "started_at": _TIME,
+                        "ended_at": _TIME,
+                        "outcome": _NSTR,
+                        "error": {},
+                    },
+                    "run",
                     "attempt",
                     "started_at",
                 ),

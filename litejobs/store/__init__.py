@@ -107,7 +107,9 @@ class Store(Protocol):
     async def cancel(self, job_id: str, now_ms: int, expires_at_ms: int) -> tuple[Job, JobState]:
         """Cancel; returns the job and the status it had. Raises JobFinished when terminal."""
 
-    async def retry(self, job_id: str, now_ms: int) -> Job: ...
+    async def retry(self, job_id: str, now_ms: int, max_depth: int) -> Job:
+        """Put a failed or cancelled job back in the queue for a new run, its earlier attempts kept.
+        Raises NotFound, JobFinished for any other status, QueueFull past max_depth."""
 
     async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None: ...
 
@@ -121,7 +123,8 @@ class Store(Protocol):
 
     async def get_result(self, job_id: str) -> JobResult | None: ...
 
-    async def attempts(self, job_id: str) -> list[Attempt]: ...
+    async def attempts(self, job_id: str) -> list[Attempt]:
+        """Every attempt of every run, oldest first (by run, then number)."""
 
     async def add_file(self, file: StoredFile) -> None: ...
 

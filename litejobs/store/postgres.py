@@ -41,7 +41,9 @@ POOL_SIZE = 16
 
 # One statement: lock up to $1 waiting jobs in claim order, skipping rows another node is claiming;
 # cut the list at the first job recovered from a dead worker (it runs alone, and only for an idle
-# caller, $5), lease what remains and open each job's attempt.
+# caller, $5), lease what remains and open each job's attempt. Its run is derived as SQLite's
+# OPEN_ATTEMPT does: attempt 1 opens a new run, a later one continues the latest (a conflict is a
+# retried job's stale row from before runs, replaced).
 _CLAIM = f"""
 WITH candidates AS (
     SELECT seq, recoveries, priority, run_at FROM jobs WHERE status = 'waiting'
@@ -59,8 +61,12 @@ WITH candidates AS (
     FROM chosen WHERE jobs.seq = chosen.seq AND jobs.status = 'waiting'
     RETURNING {", ".join("jobs." + c.strip() for c in JOB_COLUMNS.split(","))}
 ), opened AS (
-    INSERT INTO attempts (job_id, number, started_at) SELECT id, attempts, $4 FROM claimed
-    ON CONFLICT (job_id, number) DO UPDATE
+    INSERT INTO attempts (job_id, run, number, started_at)
+    SELECT claimed.id, (
+        SELECT CASE WHEN claimed.attempts = 1 THEN coalesce(max(a.run), 0) + 1 ELSE coalesce(max(a.run), 1) END
+        FROM attempts a WHERE a.job_id = claimed.id
+    ), claimed.attempts, $4 FROM claimed
+    ON CONFLICT (job_id, run, number) DO UPDATE
         SET started_at = EXCLUDED.started_at, ended_at = NULL, outcome = NULL, error = NULL
 )
 SELECT * FROM claimed ORDER BY priority DESC, run_at, seq
@@ -369,20 +375,26 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
             await end_attempt(conn, job_id, now_ms, "cancelled", None)
         return self._announce([job_of(row)])[0], JobState(was)
 
-    async def retry(self, job_id: str, now_ms: int) -> Job:
+    async def retry(self, job_id: str, now_ms: int, max_depth: int) -> Job:
         async with self._pool.acquire() as conn, conn.transaction():
             was = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
             if was is None:
                 raise NotFound()
             if JobState(was) not in (JobState.FAILED, JobState.CANCELLED):
                 raise JobFinished(f"only failed or cancelled jobs can be retried; this one is {was}")
+            # started_at goes too: the next claim sets it, so the new run's duration is its own
             row = await conn.fetchrow(
                 "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = $1, updated_at = $1, "
-                "completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, result_available = false "
-                f"WHERE id = $2 AND status IN {_guarded_status(JobState.WAITING)} RETURNING {JOB_COLUMNS}",
+                "started_at = NULL, completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, "
+                f"result_available = false WHERE id = $2 AND status IN {_guarded_status(JobState.WAITING)} "
+                f"RETURNING {JOB_COLUMNS}",
                 now_ms,
                 job_id,
             )
+            # the job joins the queue as one submit would; the transaction is rolled back if it raises
+            depth = await self._queue_depth(conn, 1, max_depth)
+            if depth > max_depth:
+                raise QueueFull(f"the queue holds {depth - 1} jobs (queue.max_depth = {max_depth})")
             await conn.execute("DELETE FROM results WHERE job_id = $1", job_id)
             await conn.execute("DELETE FROM pages WHERE job_id = $1", job_id)
             await notify_work(conn)

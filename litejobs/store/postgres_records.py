@@ -49,10 +49,17 @@ class Records:
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._fetch(
-            "SELECT number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = $1 ORDER BY number",
+            "SELECT run, number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = $1 "
+            "ORDER BY run, number",
             job_id,
         )
-        return [Attempt(r["number"], r["started_at"], r["ended_at"], r["outcome"], loads(r["error"])) for r in rows]
+        return [
+            Attempt(
+                run=r["run"], number=r["number"], started_at=r["started_at"], ended_at=r["ended_at"],
+                outcome=r["outcome"], error=loads(r["error"]),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def add_file(self, file: StoredFile) -> None:
         await self._fetch(

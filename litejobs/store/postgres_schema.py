@@ -135,6 +135,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (host, slot)
     ) WITH (fillfactor = 70);
     """,
+    # 4: attempts belong to a run (1, then one more per retry), so that a retry keeps the earlier
+    # runs' attempts instead of overwriting them (SQLite's 4)
+    """
+    ALTER TABLE attempts ADD COLUMN run INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE attempts DROP CONSTRAINT attempts_pkey, ADD PRIMARY KEY (job_id, run, number);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -99,6 +99,24 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at) WHERE state = 'pending';
     CREATE INDEX webhook_deliveries_job ON webhook_deliveries(job_id, seq);
     """,
+    # 4: attempts belong to a run (1, then one more per retry), so that a retry keeps the earlier
+    # runs' attempts instead of overwriting them. SQLite cannot change a primary key: rebuild.
+    """
+    CREATE TABLE attempts_by_run (
+        job_id     TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        run        INTEGER NOT NULL DEFAULT 1,
+        number     INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at   INTEGER,
+        outcome    TEXT,
+        error      TEXT,
+        PRIMARY KEY (job_id, run, number)
+    );
+    INSERT INTO attempts_by_run (job_id, run, number, started_at, ended_at, outcome, error)
+        SELECT job_id, 1, number, started_at, ended_at, outcome, error FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_by_run RENAME TO attempts;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

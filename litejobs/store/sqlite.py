@@ -23,6 +23,7 @@ from litejobs.store.sqlite_rows import (
     fetch_job,
     guarded_status,
     job_of_row,
+    open_attempts,
     read_rows,
     statements_of,
 )
@@ -251,10 +252,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                 (now_ms + lease_ms, worker_id, now_ms, now_ms, *chosen),
             ).fetchall()
             jobs = sorted((job_of_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at))
-            conn.executemany(
-                "INSERT OR REPLACE INTO attempts (job_id, number, started_at) VALUES (?, ?, ?)",
-                [(j.id, j.attempts, now_ms) for j in jobs],
-            )
+            open_attempts(conn, jobs, now_ms)
             return jobs
 
         return await self._write(op)
@@ -368,19 +366,26 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
 
         return await self._write(op)
 
-    async def retry(self, job_id: str, now_ms: int) -> Job:
+    async def retry(self, job_id: str, now_ms: int, max_depth: int) -> Job:
         def op(conn: sqlite3.Connection) -> Job:
             job = fetch_job(conn, job_id)
             if job is None:
                 raise NotFound()
             if job.status not in (JobState.FAILED, JobState.CANCELLED):
                 raise JobFinished(f"only failed or cancelled jobs can be retried; this one is {job.status.value}")
+            # started_at goes too: the next claim sets it, so the new run's duration is its own
             conn.execute(
                 "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = ?, updated_at = ?, "
-                "completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, result_available = 0 "
+                "started_at = NULL, completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, "
+                "result_available = 0 "
                 f"WHERE id = ? AND status IN {guarded_status(JobState.WAITING)}",
                 (now_ms, now_ms, job_id),
             )
+            # the job joins the queue as one submit would; counted once it is in (the writer undoes
+            # this op when it raises)
+            depth = self._queue_depth(conn, 1, max_depth)
+            if depth > max_depth:
+                raise QueueFull(f"the queue holds {depth - 1} jobs (queue.max_depth = {max_depth})")
             conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM pages WHERE job_id = ?", (job_id,))
             updated = fetch_job(conn, job_id)

@@ -32,10 +32,17 @@ class Artefacts:
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._read(
-            "SELECT number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = ? ORDER BY number",
+            "SELECT run, number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = ? "
+            "ORDER BY run, number",
             (job_id,),
         )
-        return [Attempt(r["number"], r["started_at"], r["ended_at"], r["outcome"], loads(r["error"])) for r in rows]
+        return [
+            Attempt(
+                run=r["run"], number=r["number"], started_at=r["started_at"], ended_at=r["ended_at"],
+                outcome=r["outcome"], error=loads(r["error"]),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def add_file(self, file: StoredFile) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -41,6 +41,21 @@ def guarded_status(target: JobState) -> str:
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
 
 
+#: A claimed job's attempt row. Its run is derived, not kept on the job: attempt 1 opens a new run
+#: (a retry reset attempts to 0), a later one continues the latest run. A released attempt's row is
+#: deleted, so the next claim numbers it again. OR REPLACE: a database from before runs may hold a
+#: retried job's stale rows in run 1, and they must not stop the claim.
+OPEN_ATTEMPT = (
+    "INSERT OR REPLACE INTO attempts (job_id, run, number, started_at) VALUES (:job_id, "
+    "(SELECT CASE WHEN :number = 1 THEN coalesce(max(run), 0) + 1 ELSE coalesce(max(run), 1) END "
+    "FROM attempts WHERE job_id = :job_id), :number, :now_ms)"
+)
+
+
+def open_attempts(conn: sqlite3.Connection, jobs: list[Job], now_ms: int) -> None:
+    conn.executemany(OPEN_ATTEMPT, [{"job_id": j.id, "number": j.attempts, "now_ms": now_ms} for j in jobs])
+
+
 def end_attempt(conn: sqlite3.Connection, job_id: str, now_ms: int, outcome: str, error: Any) -> None:
     conn.execute(
         "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE job_id = ? AND ended_at IS NULL",

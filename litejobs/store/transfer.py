@@ -23,7 +23,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "completed_at", "expires_at",
     ),
     "results": ("job_id", "outputs", "stats"),
-    "attempts": ("job_id", "number", "started_at", "ended_at", "outcome", "error"),
+    "attempts": ("job_id", "run", "number", "started_at", "ended_at", "outcome", "error"),
     "files": ("job_id", "name", "content_type", "size"),
     "pages": ("job_id", "seq", "url", "data"),
     "webhook_deliveries": (
