@@ -264,9 +264,14 @@ def _paths() -> dict[str, Any]:
         "/v1/jobs/batch": {
             "post": {
                 "summary": "Submit up to 1000 jobs, all or none",
+                "parameters": [idem],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Batch")}}},
                 "responses": {
                     "202": _json(_object({"jobs": {"type": "array", "items": _ref("Job")}}, "jobs"), "the jobs"),
+                    "200": _json(
+                        _object({"jobs": {"type": "array", "items": _ref("Job")}}, "jobs"),
+                        "an idempotent replay: the jobs the same key made",
+                    ),
                     **submit_errors,
                 },
             }
