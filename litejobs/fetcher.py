@@ -7,7 +7,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urljoin
@@ -51,6 +51,7 @@ class Page:
     encoding: str  #: the charset `text` decodes with
     elapsed_ms: float
     redirects: list[str] = field(default_factory=list)  #: every URL a redirect led to; last is final_url
+    truncated: bool = False  #: the body was cut at the cap (fetch(truncate=True)); the rest was not read
 
     @property
     def text(self) -> str:
@@ -108,6 +109,15 @@ class _Answer:
     status_code: int
     headers: dict[str, str]
     body: bytes
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class _BodyCap:
+    """How much of a body a fetch reads: past `size` bytes it is refused, or cut there if `truncate`."""
+
+    size: int
+    truncate: bool = False
 
 
 class Fetcher:
@@ -153,8 +163,16 @@ class Fetcher:
         body: bytes | str | None = None,
         timeout_s: float | None = None,
         max_body_bytes: int | None = None,
+        truncate: bool = False,
+        before_redirect: Callable[[str], None] | None = None,
     ) -> Page:
-        """Fetch `url`, following redirects; any HTTP status is a Page, failures are FetchErrors."""
+        """Fetch `url`, following redirects; any HTTP status is a Page, failures are FetchErrors.
+
+        `truncate`: a body longer than the cap is cut there (`Page.truncated`) instead of refused,
+        for files whose start is all a caller reads (robots.txt). `before_redirect(url)` is called
+        before each redirect is followed, so a caller can refuse one (a crawl's robots.txt and
+        duplicates): whatever it raises ends the fetch.
+        """
         if self._session is None:
             raise RuntimeError("the Fetcher is not open: use `async with Fetcher(...) as fetcher`")
         problem = url_problem(url)
@@ -163,13 +181,13 @@ class Fetcher:
         if not _TOKEN.match(method):
             raise FetchError(f"invalid request method {method!r}", retryable=False)
         timeout_s = self.config.timeout_s if timeout_s is None else timeout_s
-        cap = self.config.max_body_bytes if max_body_bytes is None else max_body_bytes
+        cap = _BodyCap(self.config.max_body_bytes if max_body_bytes is None else max_body_bytes, truncate)
         data = body.encode() if isinstance(body, str) else body
         first = _Hop(url, method.upper(), self._request_headers(headers), data)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
-                answer, redirects = await self._follow(self._session, first, cap)
+                answer, redirects = await self._follow(self._session, first, cap, before_redirect)
         except TimeoutError:
             raise FetchTimeout(f"{url} did not answer within {timeout_s:g} s (connect, headers and body)") from None
         return _page(url, answer, redirects, (time.perf_counter() - started) * 1000)
@@ -184,7 +202,13 @@ class Fetcher:
             headers[name] = str(value)
         return headers
 
-    async def _follow(self, session: aiohttp.ClientSession, hop: _Hop, cap: int) -> tuple[_Answer, list[str]]:
+    async def _follow(
+        self,
+        session: aiohttp.ClientSession,
+        hop: _Hop,
+        cap: _BodyCap,
+        before_redirect: Callable[[str], None] | None,
+    ) -> tuple[_Answer, list[str]]:
         # Cookies live for one fetch, so a site that sets one and redirects (a consent or session
         # bootstrap) works, and nothing leaks into another job.
         jar = _LazyJar()
@@ -194,6 +218,8 @@ class Fetcher:
             outcome = await self._exchange(session, hop, jar, cap)
             if isinstance(outcome, _Answer):
                 return outcome, redirects
+            if before_redirect is not None:
+                before_redirect(outcome.url)
             hop = outcome
             redirects.append(hop.url)
         raise TooManyRedirects(
@@ -201,7 +227,9 @@ class Fetcher:
             f"(fetch.max_redirects); the last redirect led to {hop.url}"
         )
 
-    async def _exchange(self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: int) -> _Answer | _Hop:
+    async def _exchange(
+        self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: _BodyCap
+    ) -> _Answer | _Hop:
         """One request: the final answer, or the hop its redirect points to."""
         self._check_literal_host(hop.url)
         try:
@@ -216,8 +244,8 @@ class Fetcher:
                 location = resp.headers.get("Location") if resp.status in _REDIRECT_STATUSES else None
                 if location is not None:
                     return _redirected(hop, resp.status, location)
-                body = await _read_body(resp, hop, cap)
-                return _Answer(hop.url, resp.status, _joined_headers(resp.raw_headers), body)
+                body, truncated = await _read_body(resp, hop, cap)
+                return _Answer(hop.url, resp.status, _joined_headers(resp.raw_headers), body, truncated)
         except TimeoutError:
             raise
         except (aiohttp.ClientError, OSError) as exc:
@@ -243,6 +271,7 @@ def _page(url: str, answer: _Answer, redirects: list[str], elapsed_ms: float) ->
         encoding=page_encoding(content_type, answer.body),
         elapsed_ms=elapsed_ms,
         redirects=redirects,
+        truncated=answer.truncated,
     )
 
 
@@ -332,13 +361,14 @@ class _Inflater:
         return zlib.MAX_WBITS | 32  # gzip, or a zlib stream mislabelled as gzip
 
 
-async def _read_body(resp: aiohttp.ClientResponse, hop: _Hop, cap: int) -> bytes:
-    """The body, content-decoded, refusing (BodyTooLarge) as soon as it passes `cap` bytes."""
-    url = hop.url
+async def _read_body(resp: aiohttp.ClientResponse, hop: _Hop, cap: _BodyCap) -> tuple[bytes, bool]:
+    """The body, content-decoded, and whether it was cut: past `cap.size` bytes (as sent or decoded)
+    it is refused (BodyTooLarge) at once, or, when truncating, cut there and the rest left unread."""
+    url, limit = hop.url, cap.size
     declared = resp.content_length
     # A HEAD answer announces the size of a body it does not send.
-    if declared is not None and declared > cap and hop.method != "HEAD":
-        raise BodyTooLarge(f"{url} announced {declared} bytes (Content-Length), more than the {cap}-byte limit")
+    if declared is not None and declared > limit and hop.method != "HEAD" and not cap.truncate:
+        raise BodyTooLarge(f"{url} announced {declared} bytes (Content-Length), more than the {limit}-byte limit")
     coding = resp.headers.get("Content-Encoding", "").strip().lower()
     # Other codings (br, zstd, chains) are only sent if a caller asked for them: kept as received.
     inflater = _Inflater(coding) if coding in ("gzip", "x-gzip", "deflate") else None
@@ -346,17 +376,19 @@ async def _read_body(resp: aiohttp.ClientResponse, hop: _Hop, cap: int) -> bytes
     received = size = 0
     async for chunk in resp.content.iter_any():
         received += len(chunk)
-        if received > cap:
-            raise BodyTooLarge(f"the response from {url} is larger than the {cap}-byte limit")
+        if received > limit and not cap.truncate:
+            raise BodyTooLarge(f"the response from {url} is larger than the {limit}-byte limit")
         try:
-            data = inflater.feed(chunk, cap - size + 1) if inflater else chunk
+            data = inflater.feed(chunk, limit - size + 1) if inflater else chunk
         except zlib.error as exc:
             raise NetworkError(f"{url} sent a corrupt {coding} body ({exc})") from None
         size += len(data)
-        if size > cap:
-            raise BodyTooLarge(f"the response from {url} decompresses to more than the {cap}-byte limit")
+        if size > limit and not cap.truncate:
+            raise BodyTooLarge(f"the response from {url} decompresses to more than the {limit}-byte limit")
         parts.append(data)
-    return b"".join(parts)
+        if size > limit or received > limit:  # truncating: enough has been read
+            return b"".join(parts)[:limit], True
+    return b"".join(parts), False
 
 
 def _network_error(exc: BaseException, url: str) -> FetchError:

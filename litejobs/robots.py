@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from litejobs.errors import FetchError
+from litejobs.errors import FetchError, UpstreamStatus
 from litejobs.urls import host_key, normalize_escapes, origin_of
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 MAX_ROBOTS_BYTES = 512 * 1024
 ROBOTS_TIMEOUT_S = 10.0
 _KEYS = ("user-agent", "allow", "disallow", "crawl-delay", "sitemap")
+#: how the error of an unreachable robots.txt goes on (RFC 9309 §2.3.1.4)
+_NOTHING_FROM = "so RFC 9309 forbids fetching anything from "
 
 
 @dataclass(frozen=True)
@@ -36,17 +38,16 @@ class Robots:
     rules: tuple[Rule, ...] = ()
     crawl_delay_s: float | None = None
     sitemaps: tuple[str, ...] = ()
-    #: robots.txt could not be had (5xx, network error): RFC 9309 says assume nothing is allowed
-    disallow_all: bool = False
-    #: why everything is disallowed, for error messages
-    reason: str = ""
+    #: why robots.txt could not be had (5xx, 429, network error, timeout), as the error a crawl of
+    #: this origin's start URL fails with; RFC 9309 says assume then that nothing is allowed
+    unreachable: FetchError | None = None
 
     def allows(self, url: str) -> bool:
         """Whether a normalised URL may be fetched: the longest matching rule wins, Allow on a tie."""
         parts = urlsplit(url)
         if parts.path == "/robots.txt":
             return True
-        if self.disallow_all:
+        if self.unreachable is not None:
             return False
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         best: Rule | None = None
@@ -128,9 +129,11 @@ def _seconds(value: str) -> float | None:
 class RobotsCache:
     """Each origin's robots.txt, fetched once (through the host gate) and kept for this cache's life.
 
-    Status rules of RFC 9309: 2xx is parsed; 4xx (401 and 403 included) means no rules; 5xx, 429, a
-    network error or a timeout mean the origin is unreachable, so nothing may be fetched from it.
-    A Crawl-delay is handed to the gate, which then spaces requests to the host by it.
+    Status rules of RFC 9309: 2xx is parsed (its first MAX_ROBOTS_BYTES); 4xx (401 and 403
+    included) means no rules; 5xx, 429, a network error or a timeout mean the origin is unreachable,
+    so nothing may be fetched from it. A Crawl-delay is handed to the gate, which then spaces
+    requests to the host by it. The file is asked for with `user_agent`, the agent its groups are
+    matched on.
     """
 
     def __init__(self, fetcher: Fetcher, gate: Any, user_agent: str) -> None:
@@ -151,6 +154,10 @@ class RobotsCache:
                 self._robots[origin] = await self._load(origin)
         return self._robots[origin]
 
+    def known(self, url: str) -> Robots | None:
+        """The rules of `url`'s origin if its robots.txt was read already; None if not (no I/O)."""
+        return self._robots.get(origin_of(url))
+
     async def allows(self, url: str) -> bool:
         return (await self.get(url)).allows(url)
 
@@ -159,16 +166,25 @@ class RobotsCache:
         try:
             async with self.gate.slot(host):
                 page = await self.fetcher.fetch(
-                    f"{origin}/robots.txt", timeout_s=ROBOTS_TIMEOUT_S, max_body_bytes=MAX_ROBOTS_BYTES * 4
+                    f"{origin}/robots.txt",
+                    headers={"User-Agent": self.user_agent},
+                    timeout_s=ROBOTS_TIMEOUT_S,
+                    max_body_bytes=MAX_ROBOTS_BYTES,
+                    truncate=True,
                 )
         except FetchError as exc:
-            return Robots(disallow_all=True, reason=f"{origin}/robots.txt could not be fetched: {exc.message}")
+            message = f"{origin}/robots.txt could not be fetched ({exc.message}), {_NOTHING_FROM}{origin}"
+            return Robots(unreachable=type(exc)(message, retryable=exc.retryable))
         status = page.status_code
         if 200 <= status < 300:
-            robots = parse_robots(page.text, self.user_agent, page.final_url)
+            # A cut file's last line may be a rule cut short: only whole lines are read.
+            text = page.text.rsplit("\n", 1)[0] if page.truncated else page.text
+            robots = parse_robots(text, self.user_agent, page.final_url)
             if robots.crawl_delay_s:
                 self.gate.set_crawl_delay(host, robots.crawl_delay_s)
             return robots
         if 400 <= status < 500 and status != 429:
             return ALLOW_ALL
-        return Robots(disallow_all=True, reason=f"{origin}/robots.txt answered HTTP {status}")
+        error = UpstreamStatus(status, f"{origin}/robots.txt answered HTTP {status}, {_NOTHING_FROM}{origin}")
+        error.retryable = status >= 500 or status == 429  # an outage passes; an odd 1xx or 3xx does not
+        return Robots(unreachable=error)

@@ -15,6 +15,10 @@ from tests.support import TargetSite
 FAILING = 7
 SLOW = 55
 REDIRECTS = {"/moved": "/p/25"}
+#: redirects linked from `/hub` only (a start page outside the tree): to pages the hub links too, to
+#: one page twice, to a disallowed page; HUB_FAR_REDIRECTS lead to the same pages on another origin
+HUB_REDIRECTS = {"/docs": "/docs/", "/again": "/p/1", "/twice-1": "/p/2", "/twice-2": "/p/2", "/door": "/private/0"}
+HUB_FAR_REDIRECTS = {"/far": "/p/4", "/far-door": "/private/0"}
 
 
 def path_of(i: int) -> str:
@@ -29,7 +33,9 @@ class CrawlSite:
     fragments, escapes, empty queries) beside junk (mailto:, javascript:, images, another host).
     `/p/7` answers 500, `/p/55` is slow, `/moved` redirects to `/p/25`, robots.txt disallows
     `/private/`, and a sitemap index lists a plain and a gzipped child. `expected_crawl` is the
-    breadth-first crawl of that model, written independently of litejobs.
+    breadth-first crawl of that model, written independently of litejobs. `/hub`, which no page
+    links, links redirects (HUB_REDIRECTS, and HUB_FAR_REDIRECTS to `far_base_url`, the same site
+    as `localhost`). `request_headers` keeps the headers of the last request for each page.
     """
 
     def __init__(self, site: TargetSite, pages: int = 300, *, delay_s: float = 0.0, slow_s: float = 0.5) -> None:
@@ -41,6 +47,8 @@ class CrawlSite:
         self.max_in_flight = 0
         #: (path, monotonic start) of every page request, in arrival order
         self.starts: list[tuple[str, float]] = []
+        self.request_headers: dict[str, dict[str, str]] = {}
+        self.far_base_url = f"http://localhost:{site.port}"
         for i in range(pages):
             site.add(path_of(i), self._page_handler(i))
         for i in range(0, pages, 50):
@@ -53,6 +61,16 @@ class CrawlSite:
         site.add("/sitemaps/main.xml", self._bytes(self.urlset(range(0, 150)).encode(), "application/xml"))
         extra = gzip.compress(self.urlset(range(150, pages), extra=True).encode())
         site.add("/sitemaps/extra.xml.gz", self._bytes(extra, "application/x-gzip"))
+        self._add_hub()
+
+    def _add_hub(self) -> None:
+        redirects = {**HUB_REDIRECTS, **{old: self.far_base_url + new for old, new in HUB_FAR_REDIRECTS.items()}}
+        hrefs = ["/docs", "/docs/", "/again", "/p/1", "/twice-1", "/twice-2", "/door", *HUB_FAR_REDIRECTS]
+        anchors = "".join(f'<a href="{href}">link</a>' for href in hrefs)
+        self.site.add("/hub", self._html(f"<title>hub</title>{anchors}"))
+        self.site.add("/docs/", self._html("<title>docs</title><a href='/'>home</a>"))
+        for old, new in redirects.items():
+            self.site.add(old, self._redirect(new))
 
     @property
     def hits(self) -> Counter[str]:
@@ -145,6 +163,7 @@ class CrawlSite:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.starts.append((request.path, time.monotonic()))
+            self.request_headers[request.path] = dict(request.headers)
             try:
                 await asyncio.sleep(self.delay_s + (self.slow_s if i == SLOW else 0.0))
                 if i == FAILING:

@@ -6,6 +6,7 @@ import asyncio
 import re
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from litejobs.netpolicy import NetworkPolicy
 from litejobs.politeness import MAX_CRAWL_DELAY_S, HostGate
 from litejobs.worker import Resources
 from tests.crawlsite import FAILING, CrawlSite
-from tests.support import Http, ServerThread, TargetSite, make_config
+from tests.support import Http, ServerThread, TargetSite, make_config, wait_until
 from tests.test_events import read_events
 
 
@@ -214,6 +215,69 @@ def test_a_crawl_resumes_after_a_restart_without_fetching_done_pages_again(
     assert again == dict.fromkeys(before, 1) and done["status"] == "partial"
 
 
+def test_a_resumed_crawl_shows_its_progress_before_it_fetches_again(tmp_path: Path, crawlsite: CrawlSite) -> None:
+    config = make_config(tmp_path, crawl={"per_host_delay_ms": 25}, server={"shutdown_grace_s": 0.1})
+    db = Path(config.store.path)
+    first = ServerThread(config)
+    job_id = first.http.submit({"url": crawlsite.url("/"), "max_pages": 60, "max_depth": 3}, kind="crawl")["job_id"]
+    wait_for_pages(db, job_id, 15)
+    first.stop()
+    resumed_message = f"{len(stored_urls(db, job_id))}/60 pages"
+    crawlsite.delay_s = 3.0  # the resumed attempt's first new pages take long: its progress must not wait for them
+
+    def progress_shown(http: Http) -> bool:
+        job = http.get(f"/v1/jobs/{job_id}").json
+        return job["status"] == "active" and (job["progress"] or {}).get("message") == resumed_message
+
+    with ServerThread(config) as second:
+        shown = wait_until(lambda: progress_shown(second.http), 2.5, 0.02)
+        crawlsite.delay_s = 0.0
+        done = second.http.wait(job_id)
+    assert shown and done["status"] == "partial" and done["progress"]["progress"] == 1
+
+
+def test_a_resumed_crawl_does_not_fetch_a_stored_redirect_target_again(tmp_path: Path, site: TargetSite) -> None:
+    """/r/early was stored, through its redirect to /r/target, before the restart; /r/late, which
+    redirects there too, was cut by it. Resumed, /r/late's redirect comes first (the other pages of its
+    depth are slow then, and hold the workers), and must find /r/target taken."""
+    resumed = False
+    far = f"http://localhost:{site.port}"
+    hrefs = [f"{far}/r/dup/{n}" for n in range(3)] + ["/r/late", "/r/early"]
+    hub = site.add_html("/r/hub", "".join(f"<a href='{href}'>x</a>" for href in hrefs))
+    site.add_html("/r/target", "<title>target</title>")
+
+    async def dup(request: web.Request) -> web.Response:  # a page dropped: it redirects to the hub
+        await asyncio.sleep(1.0 if resumed else 0.0)
+        raise web.HTTPFound(hub)
+
+    async def late(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.0 if resumed else 30.0)
+        raise web.HTTPFound("/r/target")
+
+    async def early(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/r/target")
+
+    for n in range(3):
+        site.add(f"/r/dup/{n}", dup)
+    site.add("/r/late", late)
+    site.add("/r/early", early)
+    config = make_config(tmp_path, crawl={"per_host_concurrency": 2}, server={"shutdown_grace_s": 0.1})
+    first = ServerThread(config)
+    job_id = first.http.submit({"url": hub, "max_depth": 1, "same_domain": False}, kind="crawl")["job_id"]
+    wait_for_pages(Path(config.store.path), job_id, 2)
+    first.stop()
+    resumed = True
+    with ServerThread(config) as second:
+        done = second.http.wait(job_id)
+        pages = all_pages(second.http, job_id)
+    assert done["status"] == "completed" and done["attempts"] == 1  # the attempt cut by the stop is not counted
+    assert [(urlsplit(p["url"]).path, urlsplit(p["final_url"]).path) for p in pages] == [
+        ("/r/hub", "/r/hub"),
+        ("/r/early", "/r/target"),
+    ]
+    assert site.hits["/r/target"] == 1 and site.hits["/r/late"] == 2
+
+
 def test_extract_values_come_with_every_crawled_page(server: ServerThread, crawlsite: CrawlSite) -> None:
     schema = {"fields": {"heading": "h1", "n": {"selector": ".n", "type": "number"}}}
     job = crawl(server.http, url=crawlsite.url("/"), max_depth=1, extract=schema, output=["text"])
@@ -250,6 +314,7 @@ def test_a_failing_start_page_fails_the_crawl(server: ServerThread, crawlsite: C
     assert gone["status"] == "failed" and gone["attempts"] == 1 and "HTTP 404" in gone["error"]["message"]
     robots = server.http.wait(disallowed["job_id"])
     assert robots["status"] == "failed" and "robots.txt" in robots["error"]["message"]
+    assert robots["error"]["code"] == "robots_disallowed" and robots["attempts"] == 1
     assert crawlsite.hits["/private/0"] == 0
 
 
@@ -259,6 +324,99 @@ def test_a_site_whose_robots_txt_fails_is_not_crawled(server: ServerThread, site
     job = crawl(server.http, url=url)
     assert job["status"] == "failed" and "robots.txt answered HTTP 503" in job["error"]["message"]
     assert site.hits["/"] == 0
+
+
+@pytest.mark.parametrize(("outage", "code"), [(503, "upstream_status"), (429, "upstream_status"), (0, "network_error")])
+def test_a_robots_txt_outage_is_retried_and_its_error_says_what_failed(
+    server: ServerThread, site: TargetSite, outage: int, code: str
+) -> None:
+    url = site.add_html("/", "<a href='/a'>a</a>")
+    site.add_html("/a", "<title>a</title>")
+    failing_requests = 1 if outage else 2  # aiohttp sends a GET once more when the connection drops
+
+    async def robots(request: web.Request) -> web.Response:
+        if site.hits["/robots.txt"] > failing_requests:
+            return web.Response(text="User-agent: *\nDisallow: /private\n")
+        if not outage:  # the connection drops before an answer
+            assert request.transport is not None
+            request.transport.close()
+        return web.Response(status=outage or 200, text="busy")
+
+    site.add("/robots.txt", robots)
+    job = crawl(server.http, {"max_attempts": 2}, url=url)
+    assert job["status"] == "completed" and job["attempts"] == 2
+    first = job["attempts_detail"][0]
+    assert first["outcome"] == "retry" and first["error"]["code"] == code and "robots.txt" in first["error"]["message"]
+
+
+def test_a_robots_txt_over_its_limit_is_read_for_its_first_512_kib(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/", "<a href='/a'>a</a><a href='/private'>p</a><a href='/late'>l</a>")
+    for path in ("/a", "/private", "/late"):
+        site.add_html(path, f"<title>{path}</title>")
+    padding = ("# " + "x" * 1000 + "\n") * 3000  # 3 MB: more than [fetch] max_body_bytes too
+    site.add_html("/robots.txt", f"User-agent: *\nDisallow: /private\n{padding}Disallow: /late\n")
+    job = crawl(server.http, url=url, max_depth=1)
+    pages = all_pages(server.http, job["job_id"])
+    assert job["status"] == "completed" and sorted(urlsplit(p["url"]).path for p in pages) == ["/", "/a", "/late"]
+    assert site.hits["/private"] == 0 and job["attempts"] == 1
+
+
+def test_a_crawl_sends_its_user_agent_and_cookies_and_reads_robots_txt_for_that_agent(
+    server: ServerThread, crawlsite: CrawlSite
+) -> None:
+    offsite: list[dict[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        offsite.append(dict(request.headers))
+        return web.Response(text="<title>offsite</title>", content_type="text/html")
+
+    crawlsite.site.add("/offsite", record)  # linked from / on another host, localhost
+    refused = crawl(server.http, url=crawlsite.url("/"), user_agent="OtherBot/2.0")  # robots.txt: Disallow: /
+    assert refused["status"] == "failed" and refused["error"]["code"] == "robots_disallowed"
+    assert crawlsite.hits["/"] == 0
+    options = {"user_agent": "MyBot/1.0", "cookies": {"sid": "abc"}}
+    job = crawl(server.http, url=crawlsite.url("/"), max_depth=1, same_domain=False, **options)
+    assert job["status"] == "partial"  # /p/7 answers 500
+    for path in ("/", "/p/1", "/p/25"):  # /p/25 through the redirect of /moved
+        assert crawlsite.request_headers[path]["User-Agent"] == "MyBot/1.0"
+        assert crawlsite.request_headers[path]["Cookie"] == "sid=abc"
+    assert [(h["User-Agent"], "Cookie" in h) for h in offsite] == [("MyBot/1.0", False)]
+
+
+def test_a_fetch_job_sends_its_user_agent_and_the_cookies_that_match_its_url(
+    server: ServerThread, crawlsite: CrawlSite
+) -> None:
+    cookies = [
+        {"name": "sid", "value": "abc"},
+        {"name": "elsewhere", "value": "1", "domain": "example.org"},
+        {"name": "pages", "value": "2", "path": "/p"},
+        {"name": "other_path", "value": "3", "path": "/q"},
+        {"name": "tls_only", "value": "4", "secure": True},
+    ]
+    fetch = {"url": crawlsite.url("/p/3"), "user_agent": "MyBot/1.0", "cookies": cookies, "headers": {"Cookie": "a=0"}}
+    job = server.http.wait(server.http.submit(fetch)["job_id"])
+    assert job["status"] == "completed"
+    assert crawlsite.request_headers["/p/3"]["User-Agent"] == "MyBot/1.0"
+    assert crawlsite.request_headers["/p/3"]["Cookie"] == "a=0; sid=abc; pages=2"
+
+
+def test_redirects_to_pages_reached_already_or_disallowed_are_not_followed(
+    server: ServerThread, crawlsite: CrawlSite
+) -> None:
+    job = crawl(server.http, url=crawlsite.url("/hub"), max_depth=1, same_domain=False)
+    result = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=100").json
+    finals = Counter(page["final_url"] for page in result["pages"])
+    stored = [crawlsite.url(p) for p in ("/hub", "/docs/", "/p/1", "/p/2")] + [crawlsite.far_base_url + "/p/4"]
+    assert job["status"] == "completed" and finals == Counter(stored)
+    assert result["stats"]["blocked_by_robots"] == 2  # /door and /far-door, both to /private/0
+    assert {path: crawlsite.hits[path] for path in ("/docs/", "/p/1", "/p/2", "/p/4", "/private/0")} == {
+        "/docs/": 1,
+        "/p/1": 1,
+        "/p/2": 1,
+        "/p/4": 1,
+        "/private/0": 0,
+    }
+    assert crawlsite.hits["/robots.txt"] == 2  # 127.0.0.1's, then localhost's before its redirect is followed
 
 
 def test_hostile_sites_are_bounded(server: ServerThread, site: TargetSite) -> None:

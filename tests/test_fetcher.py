@@ -491,6 +491,24 @@ def test_cookies_last_for_one_fetch_only(run: Any, site: Site) -> None:
     assert "Cookie" not in echoed(next_fetch)["headers"]
 
 
+def test_before_redirect_sees_each_redirect_first_and_may_end_the_fetch(run: Any, site: Site) -> None:
+    seen: list[str] = []
+
+    def refuse_the_second(url: str) -> None:
+        seen.append(url)
+        if len(seen) == 2:
+            raise LookupError(url)
+
+    followed = run(fetch(site.url("/redirect/3"), before_redirect=seen.append))
+    hits_then, redirects = site.hits, list(seen)
+    seen.clear()
+    with pytest.raises(LookupError, match="/redirect/1"):
+        run(fetch(site.url("/redirect/3"), before_redirect=refuse_the_second))
+
+    assert redirects == followed.redirects and len(redirects) == 3
+    assert site.hits - hits_then == 2  # /redirect/3 and /redirect/2: the refused one was not requested
+
+
 def test_redirect_to_another_scheme_is_refused(run: Any, site: Site) -> None:
     with pytest.raises(FetchError, match="must be an http or https URL") as caught:
         run(fetch(site.url("/to?url=ftp://127.0.0.1/file")))
@@ -524,6 +542,16 @@ def test_content_length_over_the_cap_is_refused_at_once(run: Any, site: Site) ->
         run(fetch(site.url("/big"), max_body_bytes=4999))
 
     assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(("path", "cap"), [("/big", 1000), ("/big-chunked", 10_000), ("/gzip", 20)])
+def test_a_body_over_the_cap_is_cut_there_when_asked(run: Any, site: Site, path: str, cap: int) -> None:
+    whole = run(fetch(site.url(path), max_body_bytes=100_000, truncate=True))
+
+    cut = run(fetch(site.url(path), max_body_bytes=cap, truncate=True))
+
+    assert not whole.truncated and cut.truncated
+    assert cut.body == whole.body[:cap] and len(cut.body) == cap
 
 
 def test_chunked_body_over_the_cap_is_refused(run: Any, site: Site) -> None:

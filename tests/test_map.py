@@ -78,6 +78,17 @@ def test_a_map_fails_only_when_nothing_at_all_answers(server: ServerThread, site
     assert job["status"] == "completed" and result["outputs"]["urls"] == [site.url("/down"), site.url("/listed")]
 
 
+def test_a_start_page_that_fails_fails_the_map_with_a_fetch_jobs_code(server: ServerThread, site: TargetSite) -> None:
+    site.add_html("/down", "busy", status=503)
+    jobs = [
+        server.http.submit({"url": site.url(path), "use_sitemap": False}, kind="map", max_attempts=2)["job_id"]
+        for path in ("/down", "/missing")
+    ]
+    down, missing = (server.http.wait(job_id) for job_id in jobs)
+    assert (down["status"], down["error"]["code"], down["attempts"]) == ("failed", "upstream_status", 2)
+    assert (missing["status"], missing["error"]["code"], missing["attempts"]) == ("failed", "upstream_status", 1)
+
+
 def test_bad_map_input_is_a_422(server: ServerThread) -> None:
     resp = server.http.post("/v1/jobs", {"kind": "map", "input": {"url": "ftp://x", "max_urls": 0, "nope": 1}})
     assert resp.status == 422

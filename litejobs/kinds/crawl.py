@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from litejobs.errors import FetchError, JobError, RobotsDisallowed, UpstreamStatus
+from litejobs.errors import JobError, RobotsDisallowed, TooManyRedirects, UpstreamStatus
 from litejobs.extract import Document
 from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
@@ -34,6 +34,8 @@ PROGRESS_EVERY_S = 0.25
 #: the private key of a stored page that lists its new in-scope links, for a resumed crawl
 LINKS_KEY = "_links"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: fetches of one page started again to read the robots.txt of origins its redirects lead to
+MAX_ROBOTS_DETOURS = 3
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,22 @@ def _failed(url: str, depth: int, exc: BaseException) -> dict[str, Any]:
     return {"url": url, "depth": depth, "status_code": status, "success": False, "title": None, "error": error}
 
 
+class _Unwanted(Exception):
+    """A redirect of a page leads where the crawl must not go: the page is dropped, unfetched."""
+
+    def __init__(self, target: str, *, by_robots: bool) -> None:
+        super().__init__(target)
+        self.target, self.by_robots = target, by_robots
+
+
+class _RobotsUnknown(Exception):
+    """A redirect leads to an origin whose robots.txt is not read yet: read it, then fetch again."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
 class Crawl:
     """One attempt of one crawl: the frontier, the pages done, the counts."""
 
@@ -111,8 +129,10 @@ class Crawl:
         self.max_pages = min(params.max_pages, crawl_config.max_pages)
         self.gate = ctx.host_gate or HostGate(crawl_config.per_host_concurrency, crawl_config.per_host_delay_ms)
         self.concurrency = min(MAX_CONCURRENCY, 2 * crawl_config.per_host_concurrency)
+        # The agent the pages are fetched with: a User-Agent header wins over user_agent, as in load_page.
         agent = next((v for k, v in params.page.headers.items() if k.lower() == "user-agent"), None)
-        self.robots = RobotsCache(ctx.fetcher, self.gate, agent or ctx.config.fetch.user_agent)
+        agent = agent or params.page.user_agent or ctx.config.fetch.user_agent
+        self.robots = RobotsCache(ctx.fetcher, self.gate, agent)
         self.start = normalize_url(params.url) or params.url
         self.scope = Scope.around(
             self.start,
@@ -133,6 +153,8 @@ class Crawl:
     async def run(self) -> JobResult:
         started = time.perf_counter()
         await self._resume()
+        if self.resumed:  # the claim of this attempt cleared the job's progress: show where it stands
+            await self._report_progress(now=True)
         level = [self.start]
         if self.start not in self.done and not await self._allowed(self.start, start=True):
             raise RobotsDisallowed("robots.txt disallows the start URL")
@@ -166,6 +188,11 @@ class Crawl:
     def _take_saved(self, page: Mapping[str, Any]) -> None:
         final = normalize_url(page.get("final_url") or "") or page["url"]
         self.done[page["url"]] = (page.get(LINKS_KEY), final)
+        if final != page["url"]:
+            # A redirect target is claimed when it is reached, not when its depth is placed: claim it
+            # now, so no page of any depth redirects there again. (A page's own URL is claimed when
+            # its depth is replayed, as it was the first time.)
+            self.seen.add(final)
         self.counted += 1
         self.resumed += 1
         self.failed += not page.get("success", True)
@@ -201,9 +228,12 @@ class Crawl:
 
     async def _visit(self, url: str, *, stored: bool = False) -> None:
         depth = self.depth
+        claimed: set[str] = set()  # the redirect targets this fetch reached: in `seen`, yet its own
         try:
-            async with self.gate.slot(host_key(url)):
-                loaded = await load_page(self._page_params(url), self.ctx)
+            loaded = await self._load(url, depth, claimed, stored)
+        except _Unwanted as unwanted:
+            self._drop(unwanted, depth)
+            return
         except Exception as exc:
             if depth == 0:
                 raise
@@ -215,10 +245,7 @@ class Crawl:
                 await self._record(_failed(url, depth, exc))
             return
         final = normalize_url(loaded["final_url"]) or url
-        if depth == 0:
-            self.scope = self.scope.with_site_of(final)
-        elif not self.scope.covers_host(final):
-            self.skipped += 1
+        if not await self._landing_allowed(url, final, depth, claimed, stored):
             return
         self.seen.add(final)
         page = await asyncio.to_thread(_digest, url, depth, loaded, self.params, self.scope)
@@ -231,11 +258,86 @@ class Crawl:
             return
         await self._record(page)
 
+    async def _load(self, url: str, depth: int, claimed: set[str], stored: bool) -> dict[str, Any]:
+        """Fetch one page through its host's slot, each redirect checked before it is followed.
+
+        A redirect to an origin whose robots.txt is not read yet stops the fetch: that file is read
+        outside the slot (waiting for another host's slot while holding one could deadlock two
+        crawls), then the page is fetched again.
+        """
+        guard = None if stored else self._redirect_guard(url, depth, claimed)
+        for _ in range(MAX_ROBOTS_DETOURS):
+            try:
+                async with self.gate.slot(host_key(url)):
+                    return await load_page(self._page_params(url), self.ctx, before_redirect=guard)
+            except _RobotsUnknown as unknown:
+                await self.robots.get(unknown.target)
+        raise TooManyRedirects(f"{url} redirected to more than {MAX_ROBOTS_DETOURS} origins new to the crawl")
+
+    def _redirect_guard(self, url: str, depth: int, claimed: set[str]) -> Callable[[str], None]:
+        """The check of each redirect of `url`, before the fetcher follows it (docs/crawl.md, "URLs").
+
+        A target this crawl placed or reached already is not fetched again, nor one robots.txt
+        disallows (checked for targets in scope; at depth 0 for any, since the start page's redirects
+        choose the site). A target that passes is claimed: no other page of the crawl fetches it.
+        """
+
+        def check(location: str) -> None:
+            target = normalize_url(location) or location
+            if target == url or target in claimed:
+                return  # a chain that comes back: the fetcher's redirect limit ends it
+            if target in self.seen:
+                raise _Unwanted(target, by_robots=False)
+            if self.params.respect_robots and (depth == 0 or self.scope.covers_host(target)):
+                robots = self.robots.known(target)
+                if robots is None:
+                    raise _RobotsUnknown(target)
+                if not robots.allows(target):
+                    raise _Unwanted(target, by_robots=True)
+            claimed.add(target)
+            self.seen.add(target)
+
+        return check
+
+    def _drop(self, unwanted: _Unwanted, depth: int) -> None:
+        """A page whose redirect was refused: not stored, not counted, its links not followed."""
+        if not unwanted.by_robots:
+            return
+        if depth == 0:
+            robots = self.robots.known(unwanted.target)
+            if robots is not None and robots.unreachable is not None:
+                raise robots.unreachable
+            raise RobotsDisallowed(f"robots.txt disallows {unwanted.target}, where the start URL redirects")
+        self.blocked += 1
+
+    async def _landing_allowed(self, url: str, final: str, depth: int, claimed: set[str], stored: bool) -> bool:
+        """Whether a fetched page is kept, by where its redirects ended: on a host in scope, and, for
+        a page the browser rendered (its redirects were not checked one by one), on a URL that is
+        neither reached already nor disallowed."""
+        if depth == 0:
+            self.scope = self.scope.with_site_of(final)
+        elif not self.scope.covers_host(final):
+            self.skipped += 1
+            return False
+        if final == url or final in claimed or stored:
+            return True
+        if final in self.seen:
+            return False
+        if await self._allowed(final, start=depth == 0):
+            return True
+        if depth == 0:
+            raise RobotsDisallowed(f"robots.txt disallows {final}, where the start URL redirects")
+        return False
+
     def _page_params(self, url: str) -> FetchParams:
-        headers = self.params.page.headers
-        if headers and host_key(url) not in self.start_hosts:
-            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
-        return replace(self.params.page, url=url, headers=headers)
+        """A page's fetch: credentials (those headers, and cookies that name no domain) go only to
+        the start URL's host; a cookie that names its domain goes where that domain matches."""
+        page = self.params.page
+        if host_key(url) in self.start_hosts:
+            return replace(page, url=url)
+        headers = {k: v for k, v in page.headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+        cookies = tuple(cookie for cookie in page.cookies if cookie.get("domain"))
+        return replace(page, url=url, headers=headers, cookies=cookies)
 
     async def _record(self, page: dict[str, Any]) -> None:
         links: list[str] = []
@@ -247,9 +349,13 @@ class Crawl:
         await self.ctx.save_pages([page])
         self.counted += 1
         self.failed += not page["success"]
-        now = time.monotonic()
-        if now - self._progress_at >= PROGRESS_EVERY_S:
-            self._progress_at = now
+        await self._report_progress()
+
+    async def _report_progress(self, *, now: bool = False) -> None:
+        """`N/max pages`, at most every PROGRESS_EVERY_S unless `now`."""
+        moment = time.monotonic()
+        if now or moment - self._progress_at >= PROGRESS_EVERY_S:
+            self._progress_at = moment
             await self.ctx.report_progress(f"{self.counted}/{self.max_pages} pages", self.counted / self.max_pages)
 
     async def _next_level(self, level: list[str]) -> list[str]:
@@ -271,8 +377,8 @@ class Crawl:
         robots = await self.robots.get(url)
         if robots.allows(url):
             return True
-        if start and robots.reason:
-            raise FetchError(f"the start URL cannot be crawled: {robots.reason}", retryable=False)
+        if start and robots.unreachable is not None:
+            raise robots.unreachable  # retried when robots.txt failed as a fetch would be (5xx, 429, network)
         self.blocked += 1
         return False
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from litejobs.ai import extract_with_prompt
 from litejobs.errors import BrowserUnavailable, UpstreamStatus
@@ -145,12 +146,27 @@ def parse_render(raw: Mapping[str, Any]) -> FetchParams:
     return parse_fetch(raw, force_render=True)
 
 
-async def load_page(params: FetchParams, ctx: KindContext, timeout_s: float | None = None) -> dict[str, Any]:
-    """Fetch or render one URL; return the raw material for outputs: html, status, headers, files."""
+async def load_page(
+    params: FetchParams,
+    ctx: KindContext,
+    timeout_s: float | None = None,
+    *,
+    before_redirect: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fetch or render one URL; return the raw material for outputs: html, status, headers, files.
+
+    `before_redirect` sees each redirect of a fetch before it is followed (Fetcher.fetch); the
+    browser follows a rendered page's redirects itself, so it is not called for them.
+    """
     if params.needs_browser:
         return await _render(params, ctx, timeout_s)
     page = await ctx.fetcher.fetch(
-        params.url, method=params.method, headers=params.headers, body=params.body, timeout_s=timeout_s
+        params.url,
+        method=params.method,
+        headers=_request_headers(params),
+        body=params.body,
+        timeout_s=timeout_s,
+        before_redirect=before_redirect,
     )
     if page.status_code >= 500 or page.status_code == 429:
         raise UpstreamStatus(page.status_code)
@@ -162,6 +178,40 @@ async def load_page(params: FetchParams, ctx: KindContext, timeout_s: float | No
         "headers": page.headers,
         "stats": {"elapsed_ms": round(page.elapsed_ms, 1), "bytes": len(page.body), "redirects": len(page.redirects)},
     }
+
+
+def _request_headers(params: FetchParams) -> dict[str, str]:
+    """`headers` plus `user_agent` and `cookies`, sent as a render sends them: a `User-Agent` in
+    `headers` wins over `user_agent` (as extra headers win in the browser), and the cookies that
+    apply to the URL join its `Cookie` header (the fetcher drops it on a redirect to another origin)."""
+    headers = dict(params.headers)
+    names = {name.lower(): name for name in headers}
+    if params.user_agent and "user-agent" not in names:
+        headers["User-Agent"] = params.user_agent
+    cookies = _cookie_pairs(params.cookies, params.url)
+    if cookies:
+        name = names.get("cookie", "Cookie")
+        headers[name] = f"{headers[name]}; {cookies}" if name in headers else cookies
+    return headers
+
+
+def _cookie_pairs(cookies: tuple[dict[str, Any], ...], url: str) -> str:
+    """`name=value; ...` of the cookies a browser would send to `url`: a `domain` must match its host
+    (or be a parent of it), a `path` prefix its path, and a `secure` cookie goes over https only."""
+    parts = urlsplit(url)
+    host, path = (parts.hostname or "").lower(), parts.path or "/"
+    pairs = []
+    for cookie in cookies:
+        domain = str(cookie.get("domain") or "").lower().lstrip(".")
+        prefix = str(cookie.get("path") or "/")
+        if domain and host != domain and not host.endswith(f".{domain}"):
+            continue
+        if path != prefix and not path.startswith(prefix.rstrip("/") + "/"):
+            continue
+        if cookie.get("secure") and parts.scheme != "https":
+            continue
+        pairs.append(f"{cookie['name']}={cookie['value']}")
+    return "; ".join(pairs)
 
 
 async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None) -> dict[str, Any]:

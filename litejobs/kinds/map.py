@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litejobs.errors import FetchError, JobError
+from litejobs.errors import JobError, UpstreamStatus
 from litejobs.extract import Document
 from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
@@ -130,7 +130,8 @@ class SiteMap:
         final = normalize_url(page.final_url) or self.start
         self.found.scope = self.found.scope.with_site_of(final)
         if page.status_code >= 400:
-            exc = FetchError(f"the start page answered HTTP {page.status_code}", retryable=page.status_code >= 500)
+            exc = UpstreamStatus(page.status_code, f"the start page answered HTTP {page.status_code}")
+            exc.retryable = page.status_code >= 500 or page.status_code == 429  # as a fetch job's
             return [], exc
         if "html" not in page.content_type and page.content_type:
             return [], None
