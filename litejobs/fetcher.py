@@ -6,7 +6,6 @@ import asyncio
 import re
 import socket
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -21,12 +20,12 @@ from litejobs.charsets import mime_of, page_encoding
 from litejobs.config import FetchConfig
 from litejobs.errors import (
     BlockedAddress,
-    BodyTooLarge,
     FetchError,
     FetchTimeout,
     NetworkError,
     TooManyRedirects,
 )
+from litejobs.fetch_body import BodyCap, read_body
 from litejobs.fields import url_problem
 from litejobs.netpolicy import NetworkPolicy
 
@@ -112,14 +111,6 @@ class _Answer:
     truncated: bool = False
 
 
-@dataclass(frozen=True)
-class _BodyCap:
-    """How much of a body a fetch reads: past `size` bytes it is refused, or cut there if `truncate`."""
-
-    size: int
-    truncate: bool = False
-
-
 class Fetcher:
     """Fetches URLs through one pooled, policy-checked aiohttp session; use it as `async with`."""
 
@@ -181,7 +172,7 @@ class Fetcher:
         if not _TOKEN.match(method):
             raise FetchError(f"invalid request method {method!r}", retryable=False)
         timeout_s = self.config.timeout_s if timeout_s is None else timeout_s
-        cap = _BodyCap(self.config.max_body_bytes if max_body_bytes is None else max_body_bytes, truncate)
+        cap = BodyCap(self.config.max_body_bytes if max_body_bytes is None else max_body_bytes, truncate)
         data = body.encode() if isinstance(body, str) else body
         first = _Hop(url, method.upper(), self._request_headers(headers), data)
         started = time.perf_counter()
@@ -206,7 +197,7 @@ class Fetcher:
         self,
         session: aiohttp.ClientSession,
         hop: _Hop,
-        cap: _BodyCap,
+        cap: BodyCap,
         before_redirect: Callable[[str], None] | None,
     ) -> tuple[_Answer, list[str]]:
         # Cookies live for one fetch, so a site that sets one and redirects (a consent or session
@@ -227,9 +218,7 @@ class Fetcher:
             f"(fetch.max_redirects); the last redirect led to {hop.url}"
         )
 
-    async def _exchange(
-        self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: _BodyCap
-    ) -> _Answer | _Hop:
+    async def _exchange(self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: BodyCap) -> _Answer | _Hop:
         """One request: the final answer, or the hop its redirect points to."""
         self._check_literal_host(hop.url)
         try:
@@ -244,7 +233,7 @@ class Fetcher:
                 location = resp.headers.get("Location") if resp.status in _REDIRECT_STATUSES else None
                 if location is not None:
                     return _redirected(hop, resp.status, location)
-                body, truncated = await _read_body(resp, hop, cap)
+                body, truncated = await read_body(resp, hop.url, hop.method, cap)
                 return _Answer(hop.url, resp.status, _joined_headers(resp.raw_headers), body, truncated)
         except TimeoutError:
             raise
@@ -337,58 +326,6 @@ def _joined_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, s
         key = spelled.setdefault(name.lower(), name)
         joined[key] = f"{joined[key]}, {value}" if key in joined else value
     return joined
-
-
-class _Inflater:
-    """Incremental gzip or deflate decoding that never produces more than it is allowed to."""
-
-    def __init__(self, coding: str) -> None:
-        self._coding = coding
-        self._zlib: zlib._Decompress | None = None
-
-    def feed(self, data: bytes, limit: int) -> bytes:
-        """Decoded bytes for `data`, at most `limit` (> 0) of them; past the stream's end, nothing."""
-        if self._zlib is None:
-            self._zlib = zlib.decompressobj(self._wbits(data))
-        if self._zlib.eof:
-            return b""
-        return self._zlib.decompress(data, limit)
-
-    def _wbits(self, first: bytes) -> int:
-        if self._coding == "deflate":
-            # "deflate" should be zlib-wrapped, but many servers send a raw stream.
-            return zlib.MAX_WBITS if first[0] & 0x0F == 8 else -zlib.MAX_WBITS
-        return zlib.MAX_WBITS | 32  # gzip, or a zlib stream mislabelled as gzip
-
-
-async def _read_body(resp: aiohttp.ClientResponse, hop: _Hop, cap: _BodyCap) -> tuple[bytes, bool]:
-    """The body, content-decoded, and whether it was cut: past `cap.size` bytes (as sent or decoded)
-    it is refused (BodyTooLarge) at once, or, when truncating, cut there and the rest left unread."""
-    url, limit = hop.url, cap.size
-    declared = resp.content_length
-    # A HEAD answer announces the size of a body it does not send.
-    if declared is not None and declared > limit and hop.method != "HEAD" and not cap.truncate:
-        raise BodyTooLarge(f"{url} announced {declared} bytes (Content-Length), more than the {limit}-byte limit")
-    coding = resp.headers.get("Content-Encoding", "").strip().lower()
-    # Other codings (br, zstd, chains) are only sent if a caller asked for them: kept as received.
-    inflater = _Inflater(coding) if coding in ("gzip", "x-gzip", "deflate") else None
-    parts: list[bytes] = []
-    received = size = 0
-    async for chunk in resp.content.iter_any():
-        received += len(chunk)
-        if received > limit and not cap.truncate:
-            raise BodyTooLarge(f"the response from {url} is larger than the {limit}-byte limit")
-        try:
-            data = inflater.feed(chunk, limit - size + 1) if inflater else chunk
-        except zlib.error as exc:
-            raise NetworkError(f"{url} sent a corrupt {coding} body ({exc})") from None
-        size += len(data)
-        if size > limit and not cap.truncate:
-            raise BodyTooLarge(f"the response from {url} decompresses to more than the {limit}-byte limit")
-        parts.append(data)
-        if size > limit or received > limit:  # truncating: enough has been read
-            return b"".join(parts)[:limit], True
-    return b"".join(parts), False
 
 
 def _network_error(exc: BaseException, url: str) -> FetchError:
