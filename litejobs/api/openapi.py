@@ -310,7 +310,11 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The job's changes as Server-Sent Events; the stream ends after a terminal status",
                 "parameters": [_LAST_EVENT_ID],
-                "responses": {"200": _EVENTS, **_errors(403, 404)},
+                "responses": {
+                    "200": _EVENTS,
+                    "204": {"description": "the job ended at or before Last-Event-ID: nothing more to send"},
+                    **_errors(403, 404),
+                },
             },
         },
         "/v1/jobs/{job_id}/webhook": {

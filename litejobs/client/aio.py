@@ -158,7 +158,9 @@ class AsyncClient:
             broken: ServerUnreachable | None = None
             try:
                 async with self._send("GET", follow.path, headers=follow.headers(), stream=True) as resp:
-                    follow.opened()
+                    follow.opened(resp.status)
+                    if follow.over:
+                        return
                     parser = SseParser()
                     async for chunk in resp.content.iter_any():
                         for event in parser.feed(chunk):

@@ -74,8 +74,10 @@ class Follow:
         resume = {"Last-Event-ID": self.last_id} if self.last_id else {}
         return {"Accept": "text/event-stream", **resume}
 
-    def opened(self) -> None:
+    def opened(self, status: int) -> None:
+        """The stream answered; 204 No Content: the job ended at or before the last event, nothing follows."""
         self.connected, self.failures = True, 0
+        self.over = self.over or status == 204
 
     def saw(self, event: Event) -> None:
         self.last_id = event.id or self.last_id

@@ -107,7 +107,9 @@ class Client:
             broken: ServerUnreachable | None = None
             try:
                 with self._open("GET", follow.path, headers=follow.headers()) as resp:
-                    follow.opened()
+                    follow.opened(resp.status)
+                    if follow.over:
+                        return
                     parser = SseParser()
                     for line in resp:
                         for event in parser.feed(line):

@@ -140,8 +140,9 @@ class Store(Protocol):
     async def page_urls(self, job_id: str) -> list[str]:
         """URLs of the pages stored so far: what a resumed crawl must not fetch again."""
 
-    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
-        """The owner's jobs updated at or after `since_ms`, oldest change first."""
+    async def changed_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[tuple[int, Job]]:
+        """Up to `limit` (seq, job) of the owner's jobs whose (updated_at, seq) comes after (after_ms,
+        after_seq), oldest change first: a keyset, so any number of jobs changed in one ms page through."""
 
     async def active_owners(self) -> list[str]: ...
 

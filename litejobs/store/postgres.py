@@ -25,9 +25,10 @@ from litejobs.store.postgres_hosts import HostSlots
 from litejobs.store.postgres_housekeeping import Housekeeping
 from litejobs.store.postgres_listen import Listener, Notices
 from litejobs.store.postgres_notices import ChangeNotices
-from litejobs.store.postgres_records import JOB_COLUMNS, Records, dumps, end_attempt, job_of, notify_work
+from litejobs.store.postgres_records import Records, dumps, end_attempt, job_of, notify_work
 from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS
 from litejobs.store.postgres_webhooks import WebhookDeliveries
+from litejobs.store.rows import JOB_COLUMNS
 
 try:
     import asyncpg

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litejobs.jobs import Attempt, Job, JobResult
+from litejobs.jobs import Attempt, JobResult
 from litejobs.store import StoredFile
 from litejobs.store.postgres_schema import WORK_CHANNEL
-from litejobs.store.rows import JOB_COLUMNS, dumps, job_of_row, loads, result_of_row, stats_of
+from litejobs.store.rows import dumps, job_of_row, loads, result_of_row, stats_of
 
 job_of = job_of_row
 
@@ -120,15 +120,6 @@ class Records:
     async def page_urls(self, job_id: str) -> list[str]:
         rows = await self._fetch("SELECT url FROM pages WHERE job_id = $1 ORDER BY seq", job_id)
         return [r[0] for r in rows]
-
-    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
-        rows = await self._fetch(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = $1 AND updated_at >= $2 ORDER BY updated_at, seq LIMIT $3",
-            owner,
-            since_ms,
-            limit,
-        )
-        return [job_of(r) for r in rows]
 
     async def active_owners(self) -> list[str]:
         rows = await self._fetch("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")

@@ -55,13 +55,15 @@ class Housekeeping:
         rows = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'delayed'")
         return rows[0][0] if rows else None
 
-    async def changed_since(self, owner: str, since_ms: int, limit: int) -> list[Job]:
-        """The owner's jobs updated at or after `since_ms`, oldest change first (event-stream resume)."""
+    async def changed_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[tuple[int, Job]]:
+        """A keyset page of the owner's changes (event streams): `updated_at >= ?` first, so the
+        (owner, updated_at) index, which holds seq as the rowid, finds the start."""
         rows = await self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND updated_at >= ? ORDER BY updated_at, seq LIMIT ?",
-            (owner, since_ms, limit),
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND updated_at >= ? AND (updated_at > ? OR seq > ?) "
+            "ORDER BY updated_at, seq LIMIT ?",
+            (owner, after_ms, after_ms, after_seq, limit),
         )
-        return [job_of_row(r) for r in rows]
+        return [(r[0], job_of_row(r)) for r in rows]
 
     async def active_owners(self) -> list[str]:
         rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
