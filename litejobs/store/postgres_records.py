@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from litejobs.jobs import Attempt, JobResult
 from litejobs.store import StoredFile
 from litejobs.store.postgres_schema import WORK_CHANNEL
-from litejobs.store.rows import dumps, job_of_row, loads, result_of_row, stats_of
+from litejobs.store.rows import ATTEMPT_COLUMNS, attempt_of_row, dumps, job_of_row, loads, result_of_row, stats_of
 
 job_of = job_of_row
 
@@ -49,17 +49,9 @@ class Records:
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._fetch(
-            "SELECT run, number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = $1 "
-            "ORDER BY run, number",
-            job_id,
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = $1 ORDER BY run, number", job_id
         )
-        return [
-            Attempt(
-                run=r["run"], number=r["number"], started_at=r["started_at"], ended_at=r["ended_at"],
-                outcome=r["outcome"], error=loads(r["error"]),
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [attempt_of_row(r) for r in rows]
 
     async def add_file(self, file: StoredFile) -> None:
         await self._fetch(

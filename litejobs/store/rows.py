@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from litejobs import jsontext
-from litejobs.jobs import Job, JobResult, JobState
+from litejobs.jobs import Attempt, Job, JobResult, JobState
 from litejobs.store import Delivery
 
 
@@ -61,6 +61,16 @@ def job_of_row(row: Any) -> Job:
     job.seq = row[_SEQ]  # type: ignore[attr-defined]
     job.request_hash = row[_REQUEST_HASH]  # type: ignore[attr-defined]
     return job
+
+
+#: an attempt's columns, in the order attempt_of_row reads them, oldest first
+ATTEMPT_COLUMNS = "run, number, started_at, ended_at, outcome, error"
+
+
+def attempt_of_row(row: Any) -> Attempt:
+    """An attempt from a row of ATTEMPT_COLUMNS, as both stores select it."""
+    run, number, started_at, ended_at, outcome, error = row
+    return Attempt(number, started_at, ended_at, outcome, loads(error), run)
 
 
 def result_of_row(row: Any) -> JobResult:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Attempt, JobResult
 from litejobs.store import StoredFile
-from litejobs.store.rows import result_of_row
+from litejobs.store.rows import ATTEMPT_COLUMNS, attempt_of_row, result_of_row
 from litejobs.store.sqlite_rows import dumps, loads
 
 
@@ -32,17 +32,9 @@ class Artefacts:
 
     async def attempts(self, job_id: str) -> list[Attempt]:
         rows = await self._read(
-            "SELECT run, number, started_at, ended_at, outcome, error FROM attempts WHERE job_id = ? "
-            "ORDER BY run, number",
-            (job_id,),
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY run, number", (job_id,)
         )
-        return [
-            Attempt(
-                run=r["run"], number=r["number"], started_at=r["started_at"], ended_at=r["ended_at"],
-                outcome=r["outcome"], error=loads(r["error"]),
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [attempt_of_row(r) for r in rows]
 
     async def add_file(self, file: StoredFile) -> None:
         def op(conn: sqlite3.Connection) -> None:
