@@ -19,16 +19,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull
-from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id, sources_of
+from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id
 from litejobs.store import Submitted
 from litejobs.store.postgres_hosts import HostSlots
 from litejobs.store.postgres_housekeeping import Housekeeping
 from litejobs.store.postgres_listen import Listener, Notices
 from litejobs.store.postgres_notices import ChangeNotices
 from litejobs.store.postgres_records import Records, dumps, end_attempt, job_of, notify_work
-from litejobs.store.postgres_schema import MIGRATE_LOCK, MIGRATIONS
+from litejobs.store.postgres_schema import migrate
 from litejobs.store.postgres_webhooks import WebhookDeliveries
-from litejobs.store.rows import JOB_COLUMNS
+from litejobs.store.rows import JOB_COLUMNS, guarded_status
 
 try:
     import asyncpg
@@ -72,28 +72,6 @@ WITH candidates AS (
 )
 SELECT * FROM claimed ORDER BY priority DESC, run_at, seq
 """
-
-
-def _guarded_status(target: JobState) -> str:
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
-
-
-async def migrate(conn: Any) -> int:
-    """Bring the database to the latest schema; one node at a time (the others wait, then find
-    nothing to do). Returns the version it is at."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
-        await conn.execute("CREATE TABLE IF NOT EXISTS litejobs_schema (version INTEGER NOT NULL)")
-        version = await conn.fetchval("SELECT version FROM litejobs_schema")
-        if version is None:
-            version = 0
-            await conn.execute("INSERT INTO litejobs_schema (version) VALUES (0)")
-        if version > len(MIGRATIONS):
-            raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await conn.execute(script)
-            await conn.execute("UPDATE litejobs_schema SET version = $1", number)
-        return len(MIGRATIONS)
 
 
 async def _keep_session(conn: Any) -> None:
@@ -367,7 +345,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
                 raise JobFinished(f"the job is already {was}")
             row = await conn.fetchrow(
                 "UPDATE jobs SET status = 'cancelled', completed_at = $1, updated_at = $1, expires_at = $2, "
-                f"lease_until = NULL WHERE id = $3 AND status IN {_guarded_status(JobState.CANCELLED)} "
+                f"lease_until = NULL WHERE id = $3 AND status IN {guarded_status(JobState.CANCELLED)} "
                 f"RETURNING {JOB_COLUMNS}",
                 now_ms,
                 expires_at_ms,
@@ -387,7 +365,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
             row = await conn.fetchrow(
                 "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = $1, updated_at = $1, "
                 "started_at = NULL, completed_at = NULL, expires_at = NULL, error = NULL, progress = NULL, "
-                f"result_available = false WHERE id = $2 AND status IN {_guarded_status(JobState.WAITING)} "
+                f"result_available = false WHERE id = $2 AND status IN {guarded_status(JobState.WAITING)} "
                 f"RETURNING {JOB_COLUMNS}",
                 now_ms,
                 job_id,

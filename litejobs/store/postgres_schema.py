@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 #: pg_advisory_xact_lock keys (one bigint namespace per database): who migrates, who sweeps
 MIGRATE_LOCK = 0x6C6A_0001
 SWEEP_LOCK = 0x6C6A_0002
@@ -144,3 +146,21 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def migrate(conn: Any) -> int:
+    """Bring the database to the latest schema; one node at a time (the others wait, then find
+    nothing to do). Returns the version it is at."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS litejobs_schema (version INTEGER NOT NULL)")
+        version = await conn.fetchval("SELECT version FROM litejobs_schema")
+        if version is None:
+            version = 0
+            await conn.execute("INSERT INTO litejobs_schema (version) VALUES (0)")
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await conn.execute(script)
+            await conn.execute("UPDATE litejobs_schema SET version = $1", number)
+        return len(MIGRATIONS)

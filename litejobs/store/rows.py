@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from litejobs import jsontext
-from litejobs.jobs import Attempt, Job, JobResult, JobState
+from litejobs.jobs import Attempt, Job, JobResult, JobState, sources_of
 from litejobs.store import Delivery
 
 
@@ -61,6 +61,12 @@ def job_of_row(row: Any) -> Job:
     job.seq = row[_SEQ]  # type: ignore[attr-defined]
     job.request_hash = row[_REQUEST_HASH]  # type: ignore[attr-defined]
     return job
+
+
+def guarded_status(target: JobState) -> str:
+    """The SQL list of the statuses a job may move to `target` from (jobs.sources_of), for a guard
+    `AND status IN (...)` that makes an illegal transition change no row, in both stores."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
 
 
 #: an attempt's columns, in the order attempt_of_row reads them, oldest first

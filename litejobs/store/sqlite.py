@@ -12,6 +12,7 @@ import aiosqlite
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull, StorageFull
 from litejobs.jobs import Job, JobResult, JobSpec, JobState, new_job_id
 from litejobs.store import Submitted
+from litejobs.store.rows import guarded_status
 from litejobs.store.schema import MIGRATIONS
 from litejobs.store.sqlite_artefacts import Artefacts
 from litejobs.store.sqlite_housekeeping import Housekeeping
@@ -21,7 +22,6 @@ from litejobs.store.sqlite_rows import (
     dumps,
     end_attempt,
     fetch_job,
-    guarded_status,
     job_of_row,
     open_attempts,
     read_rows,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from litejobs.jobs import Job, JobState, sources_of
+from litejobs.jobs import Job
 from litejobs.store.rows import JOB_COLUMNS, dumps, job_of_row, loads  # noqa: F401  (re-exported)
 
 QUEUED = "('waiting', 'delayed')"
@@ -35,10 +35,6 @@ def statements_of(script: str) -> list[str]:
     if buffer.strip() and not all(part.strip().startswith("--") for part in buffer.strip().splitlines()):
         raise ValueError(f"incomplete SQL statement in a migration: {buffer.strip()[:80]}")
     return statements
-
-
-def guarded_status(target: JobState) -> str:
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
 
 
 #: A claimed job's attempt row. Its run is derived, not kept on the job: attempt 1 opens a new run

@@ -1,0 +1,212 @@
+"""The schema pieces of openapi.py's document: JSON Schema for the bodies the native API takes and
+gives, and the helpers that build them. Apart from openapi.py, which lays out the paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litejobs.kinds.fetch import BLOCKABLE, METHODS, OUTPUTS, WAIT_UNTIL
+
+STR = {"type": "string"}
+NSTR = {"type": ["string", "null"]}
+OBJ = {"type": "object"}
+INT = {"type": "integer"}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+#: the server takes any http(s) URL with a host; this pattern is the plain ASCII part of that
+HTTP_URL = {
+    "type": "string",
+    "format": "uri",
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]+(:[1-9][0-9]{0,3})?([/?#][!-~]*)?$",
+    "maxLength": 8192,
+}
+STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"]
+#: every route but /healthz takes a key when keys are configured, and counts against [auth] rate_per_s
+AUTHED = (401, 429)
+
+
+def schema_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def error_responses(*statuses: int) -> dict[str, Any]:
+    return {str(s): json_body(schema_ref("Error"), "error") for s in sorted({*statuses, *AUTHED})}
+
+
+def object_schema(properties: dict[str, Any], *required: str, closed: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:  # the server refuses fields it does not know, so that a typo never goes unnoticed
+        schema["additionalProperties"] = False
+    return schema
+
+
+FETCH_INPUT = object_schema(
+    {
+        "url": HTTP_URL,
+        "method": {"enum": [*METHODS, *(m.lower() for m in METHODS)], "default": "GET"},
+        "headers": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[^\\r\\n\\x00]*$"},
+            "additionalProperties": {"type": "string", "pattern": "^[^\\r\\n\\x00]*$"},
+        },
+        "body": {"type": ["string", "object", "array"], "description": "an object or array is sent as JSON"},
+        "render_js": {"type": "boolean", "default": False},
+        "wait_until": {"enum": list(WAIT_UNTIL)},
+        "wait_for": {"type": "string", "maxLength": 1000, "description": "a CSS selector"},
+        "wait_ms": {"type": "integer", "minimum": 0, "maximum": 60_000},
+        "block": {"type": "array", "items": {"enum": list(BLOCKABLE)}},
+        "cookies": {
+            "type": ["array", "object"],
+            "items": object_schema({"name": STR, "value": STR}, "name", "value"),
+            "additionalProperties": STR,
+        },
+        "user_agent": {"type": "string", "maxLength": 1000},
+        "viewport": object_schema(
+            {
+                "width": {"type": "integer", "minimum": 100, "maximum": 10_000},
+                "height": {"type": "integer", "minimum": 100, "maximum": 10_000},
+            },
+            "width",
+            "height",
+            closed=True,
+        ),
+        "output": {"type": "array", "items": {"enum": list(OUTPUTS)}, "maxItems": 1000},
+        "screenshot_full_page": {"type": "boolean"},
+        "extract": {
+            **object_schema(
+                {
+                    "prompt": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                    "base_selector": {"type": "string", "maxLength": 2000, "description": "a CSS selector"},
+                    "fields": {"type": "object", "description": "name: CSS selector, or {selector, attr?, all?}"},
+                },
+                closed=True,
+            ),
+            "anyOf": [{"required": ["fields"]}, {"required": ["prompt"]}],
+        },
+    },
+    "url",
+    closed=True,
+)
+# a rendered page is loaded with GET
+FETCH_INPUT["if"] = {"properties": {"render_js": {"const": True}}, "required": ["render_js"]}
+FETCH_INPUT["then"] = {"properties": {"method": {"enum": ["GET", "get"]}}}
+
+SUBMISSION = object_schema(
+    {
+        "kind": {"type": "string", "default": "fetch", "description": "a built-in kind or a plugin's"},
+        "input": {"type": "object", "description": "the kind's input; for fetch and render, FetchInput"},
+        "meta": {"type": "object", "description": "echoed back; at most 16 KiB of JSON"},
+        "priority": {"type": "integer", "minimum": -100, "maximum": 100},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
+        "timeout_s": {"type": "number", "minimum": 1, "description": "at most [limits] max_timeout_s"},
+        "delay_s": {"type": "number", "minimum": 0, "maximum": 30 * 86400},
+        "webhook": object_schema({"url": HTTP_URL, "events": {"type": "array", "items": STR}}, "url", closed=True),
+    },
+    "input",
+    closed=True,
+)
+# no kind means fetch; a `properties`-only `if` also holds when kind is absent
+SUBMISSION["if"] = {"properties": {"kind": {"enum": ["fetch", "render"]}}}
+SUBMISSION["then"] = {"properties": {"input": schema_ref("FetchInput")}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": object_schema(
+        {
+            "error": object_schema(
+                {"code": STR, "message": STR, "details": {"type": "array", "items": OBJ}},
+                "code",
+                "message",
+                "details",
+            ),
+            "request_id": STR,
+        },
+        "error",
+        "request_id",
+    ),
+    "FetchInput": FETCH_INPUT,
+    "Submission": SUBMISSION,
+    "Job": object_schema(
+        {
+            "job_id": STR,
+            "kind": STR,
+            "status": {"enum": STATUSES},
+            "input": OBJ,
+            "meta": OBJ,
+            "priority": INT,
+            "attempts": INT,
+            "max_attempts": INT,
+            "timeout_s": {"type": "number"},
+            "progress": {"type": ["object", "null"]},
+            "error": {"type": ["object", "null"], "properties": {"code": STR, "message": STR}},
+            "result_available": {"type": "boolean"},
+            "created_at": TIME,
+            "started_at": TIME,
+            "updated_at": TIME,
+            "completed_at": TIME,
+            "run_at": TIME,
+            "expires_at": TIME,
+            "links": object_schema({"self": STR, "result": STR, "events": STR}, "self", "result", "events"),
+            "attempts_detail": {
+                "type": "array",
+                "description": "GET /v1/jobs/{job_id} only: every attempt of every run, oldest first",
+                "items": object_schema(
+                    {
+                        "run": {**INT, "description": "1, then one more per retry; attempts count from 1 in each"},
+                        "attempt": INT,
+                        "started_at": TIME,
+                        "ended_at": TIME,
+                        "outcome": NSTR,
+                        "error": {},
+                    },
+                    "run",
+                    "attempt",
+                    "started_at",
+                ),
+            },
+        },
+        "job_id",
+        "kind",
+        "status",
+        "input",
+        "attempts",
+        "max_attempts",
+        "created_at",
+        "links",
+    ),
+    "JobList": object_schema(
+        {"jobs": {"type": "array", "items": schema_ref("Job")}, "next_cursor": NSTR}, "jobs", "next_cursor"
+    ),
+    "Batch": object_schema(
+        {"jobs": {"type": "array", "items": schema_ref("Submission"), "minItems": 1, "maxItems": 1000}},
+        "jobs",
+        closed=True,
+    ),
+    "Result": object_schema(
+        {
+            "job_id": STR,
+            "kind": STR,
+            "status": STR,
+            "outputs": OBJ,
+            "stats": OBJ,
+            "pages": {"type": "array", "items": OBJ, "description": "multi-page jobs (a crawl) only"},
+            "total_pages": INT,
+            "next_offset": {"type": ["integer", "null"]},
+        },
+        "job_id",
+        "kind",
+        "status",
+        "outputs",
+        "stats",
+    ),
+    "ScrapeResult": object_schema({"status": STR, "outputs": OBJ, "stats": OBJ}, "status", "outputs", "stats"),
+    "Deliveries": object_schema(
+        {"job_id": STR, "webhook": {"type": ["object", "null"]}, "deliveries": {"type": "array", "items": OBJ}},
+        "job_id",
+        "deliveries",
+    ),
+}
