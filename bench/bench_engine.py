@@ -65,11 +65,13 @@ async def serve_target() -> None:
     await runner.cleanup()
 
 
-async def serve_bare(durable_db: str | None = None) -> None:
+async def serve_bare(durable_db: str | None = None, least_db: str | None = None) -> None:
     """Child process: a Starlette POST endpoint that parses JSON and writes nothing, on litejobs' uvicorn_config.
     With `durable_db`, it also stores each body as a job through litejobs' SqliteStore (group commit) before
-    its 202, and does nothing else: the floor of a durable submit (bench_floors.py)."""
+    its 202, and does nothing else: the floor of a durable submit (bench_floors.py). With `least_db`, through
+    least_store.LeastStore instead: the least a durable write could cost."""
     import uvicorn
+    from least_store import LeastStore
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -81,9 +83,13 @@ async def serve_bare(durable_db: str | None = None) -> None:
     from litejobs.store.sqlite import SqliteStore
 
     store: SqliteStore | None = None
+    least = LeastStore(least_db) if least_db else None
 
     async def accept(request: Request) -> JSONResponse:
         body = await request.json()
+        if least is not None:
+            [job_id] = await least.submit([json.dumps(body["input"])])
+            return JSONResponse({"job_id": job_id, "status": "waiting"}, status_code=202)
         if store is None:
             return JSONResponse({"accepted": isinstance(body, dict)}, status_code=202)
         spec = JobSpec(kind=body["kind"], input=body["input"], owner="anonymous", delay_s=body.get("delay_s", 0))
@@ -377,9 +383,10 @@ def main() -> int:
     parser.add_argument("--serve-target", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--durable-db", help=argparse.SUPPRESS)  # with --serve-bare: store each submit
+    parser.add_argument("--least-db", help=argparse.SUPPRESS)  # the same through least_store.LeastStore
     args = parser.parse_args()
     if args.serve_target or args.serve_bare:
-        asyncio.run(serve_target() if args.serve_target else serve_bare(args.durable_db))
+        asyncio.run(serve_target() if args.serve_target else serve_bare(args.durable_db, args.least_db))
         return 0
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="litejobs-bench-") as tmp:

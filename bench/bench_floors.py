@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_engine import BATCH, DELAY_S, C, Child, Errors, make_page, rate, session  # noqa: E402
+from least_store import LeastStore  # noqa: E402
 
 from litejobs.jobs import JobResult, JobSpec, JobState  # noqa: E402
 from litejobs.store.sqlite import SqliteStore  # noqa: E402
@@ -154,6 +155,45 @@ async def fetch_and_store(page_url: str, n: int, folder: Path, errors: Errors) -
         return n / wall_s, 100 * (cpu_s() - cpu) / wall_s
 
 
+async def fetch_and_least_store(page_url: str, n: int, folder: Path, errors: Errors) -> tuple[float, float]:
+    """fetch_and_store with least_store.LeastStore in place of SqliteStore: what (b) could reach with the
+    least store work that keeps each result on disk. Jobs/s and this process's CPU (% of one core)."""
+    store = LeastStore(str(folder / "least.db"))
+    finished = 0
+    try:
+        async with session() as http:
+
+            async def run(job_id: str, input_json: str) -> None:
+                nonlocal finished
+                try:
+                    async with http.get(json.loads(input_json)["url"]) as resp:
+                        html = await resp.text()
+                except (OSError, TimeoutError) as exc:
+                    errors[f"fetch_and_least_store: {type(exc).__name__}"] += 1
+                    return
+                await store.finish(job_id, json.dumps(outputs_of(html, str(resp.url))))
+                finished += 1
+
+            async def lane() -> None:
+                for _ in range(n):  # bounded: each pass claims at least one job or ends the lane
+                    claimed = await store.claim(C // 8)
+                    if not claimed:
+                        return
+                    await asyncio.gather(*(run(job_id, input_json) for job_id, input_json in claimed))
+
+            wall, cpu = time.perf_counter(), cpu_s()
+            job_input = json.dumps({"url": page_url, "output": ["html"]})
+            for first in range(0, n, BATCH):
+                await store.submit([job_input] * min(BATCH, n - first))
+            await asyncio.gather(*(lane() for _ in range(8)))
+            wall_s = time.perf_counter() - wall
+    finally:
+        store.close()
+    if finished != n:
+        errors[f"fetch_and_least_store finished {finished} of {n} jobs"] += 1
+    return n / wall_s, 100 * (cpu_s() - cpu) / wall_s
+
+
 async def durable_endpoint(folder: Path, n: int, errors: Errors) -> dict[str, tuple[float, float]]:
     """(a)'s floor, run: bench_engine's bare endpoint, and the same endpoint storing each submit
     through the real SqliteStore before its 202 (and doing nothing else: no validation, no logs, no
@@ -164,7 +204,12 @@ async def durable_endpoint(folder: Path, n: int, errors: Errors) -> dict[str, tu
     ).encode()
     engine = str(ROOT / "bench" / "bench_engine.py")
     found: dict[str, tuple[float, float]] = {}
-    for name, extra in (("bare", []), ("durable", ["--durable-db", str(folder / "durable.db")])):
+    runs = (
+        ("bare", []),
+        ("durable", ["--durable-db", str(folder / "durable.db")]),
+        ("least", ["--least-db", str(folder / "least_endpoint.db")]),
+    )
+    for name, extra in runs:
         server = Child(name, [engine, "--serve-bare", *extra], folder)
         try:
             await rate(f"{server.base_url}/submit", 500, errors, body)  # warm up, as (a) does
@@ -184,6 +229,7 @@ async def measure(n: int, folder: Path) -> int:
         await asyncio.sleep(0.5)
         pages_per_s, fetch_us, fetch_user_us = await raw_fetch_us(f"{target.base_url}/page", n, errors)
         jobs_per_s, jobs_cpu = await fetch_and_store(f"{target.base_url}/page", n, folder, errors)
+        least_per_s, least_cpu = await fetch_and_least_store(f"{target.base_url}/page", n, folder, errors)
     finally:
         target.stop()
     endpoints = await durable_endpoint(folder, n, errors)
@@ -210,15 +256,21 @@ async def measure(n: int, folder: Path) -> int:
         "may run its kernel and SQLite time beside the loop on the second core; bench_engine.py's CPU line shows "
         "how much does (the server's % of a core in (b) html)."
     )
-    (bare, bare_cpu), (durable, durable_cpu) = endpoints["bare"], endpoints["durable"]
+    (bare, bare_cpu), (durable, durable_cpu), (least, least_endpoint_cpu) = (
+        endpoints["bare"], endpoints["durable"], endpoints["least"]
+    )  # fmt: skip
     print("\nThe same floors, run in one process each (measured, not added up):\n")
     print("| run | per second | CPU, % of one core | ratio | target |\n| --- | ---: | ---: | ---: | ---: |")
     print(f"| raw aiohttp loop, pages | {pages_per_s:.0f} | | | |")
     print(f"| fetch + store only (no API, logs, metrics), jobs | {jobs_per_s:.0f} | {jobs_cpu:.0f} | "
           f"{jobs_per_s / pages_per_s:.2f} | 0.6 |")  # fmt: skip
+    print(f"| fetch + the least store (bench/least_store.py), jobs | {least_per_s:.0f} | {least_cpu:.0f} | "
+          f"{least_per_s / pages_per_s:.2f} | 0.6 |")  # fmt: skip
     print(f"| bare endpoint, submits | {bare:.0f} | {bare_cpu:.0f} | | |")
     print(f"| bare endpoint + durable store write only, submits | {durable:.0f} | {durable_cpu:.0f} | "
           f"{durable / bare:.2f} | 0.8 |")  # fmt: skip
+    print(f"| bare endpoint + the least store's write only, submits | {least:.0f} | {least_endpoint_cpu:.0f} | "
+          f"{least / bare:.2f} | 0.8 |")  # fmt: skip
     if errors:
         print(f"\n!!!!! ERRORS: {dict(errors)}")
         return 1
