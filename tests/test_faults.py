@@ -237,7 +237,8 @@ def test_in_a_batch_the_op_that_finds_the_database_full_fails_alone_and_a_failed
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        conn = await aiosqlite.connect(tmp_path / "w.db", isolation_level=None)
+        # as SqliteStore opens its write connection: the writer runs batches on the loop's thread
+        conn = await aiosqlite.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
         for sql in ("PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON", "PRAGMA max_page_count = 64"):
             await (await conn.execute(sql)).close()
         await conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, data BLOB)")

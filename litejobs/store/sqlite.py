@@ -51,6 +51,10 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             self._write_conn = await self._connect()
             await self._write_conn.execute("PRAGMA journal_mode = WAL")
             await self._migrate(self._write_conn)
+            # the writer runs batches on the loop's thread: it must never wait there for a lock,
+            # nor checkpoint there (writer.py)
+            for pragma in ("busy_timeout = 0", "wal_autocheckpoint = 0"):
+                await self._write_conn.execute(f"PRAGMA {pragma}")
             self._read_conn = await self._connect()
         except BaseException as exc:
             await self.__aexit__(None, None, None)
@@ -71,7 +75,8 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
         self._read_conn = self._write_conn = None
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        # check_same_thread: the writer's batches run on the loop's thread (writer.py)
+        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         # synchronous=NORMAL in WAL is durable across process crashes (the 202 promise); only an OS
         # crash or power loss can drop the last transactions.

@@ -1,9 +1,15 @@
 """Adaptive group commit: one writer drains queued write operations into one transaction.
 
-aiosqlite hops to its thread once per call (0.1–0.3 ms), more than SQLite's own work for a small
-statement, and a commit costs an fsync. So every write is a plain function of the sqlite3
-connection; the writer runs all that are queued in one hop and one commit. Under load batches
-grow by themselves; idle, a lone write commits at once.
+Every write is a plain function of the sqlite3 connection; the writer runs all that are queued in
+one transaction and one commit. Under load batches grow by themselves; idle, a lone write commits
+at once. The batch runs on the event loop's own thread: handing it to aiosqlite's thread costs a
+hop (0.1–0.3 ms) and two GIL hand-offs, more than SQLite's own work (bench_floors.py: submits on the
+loop's thread reach 0.92 of a bare endpoint, through the thread 0.71). That is safe because in WAL
+with synchronous=NORMAL a commit only appends to the WAL file (no fsync), and the two slow things
+are kept off the loop: waiting for a lock another process holds (the batch then runs in the
+connection's thread, which may wait), and checkpoints (the connection's automatic ones are off; the
+writer runs one in that thread CHECKPOINT_AFTER_S after a commit, right after a batch, so that no
+write lands while it copies the WAL back and the next write can start the WAL afresh).
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ WriteOp = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 512
 BUSY_RETRIES = 50
+#: the write connection's busy_timeout while a batch waits in its thread for another process's lock
+WAIT_FOR_LOCK_MS = 5000
+#: a checkpoint runs this long after the first commit since the last one: the WAL holds at most
+#: about this long's worth of writes
+CHECKPOINT_AFTER_S = 0.2
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -33,6 +44,10 @@ def is_disk_full(exc: BaseException) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text or "disk i/o" in text
 
 
+class _LockHeld(Exception):
+    """On the loop's thread, another process holds the write lock: nothing ran, wait in the thread."""
+
+
 class _TransactionLost(Exception):
     """An op hit SQLITE_FULL and SQLite rolled the whole transaction back, savepoints and all."""
 
@@ -41,22 +56,28 @@ class _TransactionLost(Exception):
         self.index = index
 
 
-def _begin(conn: sqlite3.Connection) -> None:
+def _begin(conn: sqlite3.Connection, *, wait: bool) -> None:
     for attempt in range(BUSY_RETRIES):
         try:
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            if not wait:
+                raise _LockHeld() from exc
             # another process holds the write lock past busy_timeout: wait and try again
-            if "locked" not in str(exc) or attempt == BUSY_RETRIES - 1:
+            if attempt == BUSY_RETRIES - 1:
                 raise
             time.sleep(0.05)
 
 
-def _run_together(conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None) -> list[tuple[bool, Any]]:
+def _run_together(
+    conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None, *, wait: bool = True
+) -> list[tuple[bool, Any]]:
     """Every op in one IMMEDIATE transaction, each in a savepoint so that one op's failure (a
     constraint, a guard) does not undo the others."""
-    _begin(conn)
+    _begin(conn, wait=wait)
     outcomes: list[tuple[bool, Any]] = []
     try:
         for index, op in enumerate(ops):
@@ -83,8 +104,35 @@ def _run_together(conn: sqlite3.Connection, ops: list[WriteOp], full_message: st
     return outcomes
 
 
+def _run_batch_waiting(
+    conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None
+) -> list[tuple[bool, Any]]:
+    """In the connection's thread: _run_batch, waiting as long as it takes for the write lock."""
+    conn.execute(f"PRAGMA busy_timeout = {WAIT_FOR_LOCK_MS}")
+    try:
+        return _run_batch(conn, ops, full_message)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _run_batch_then_checkpoint(
+    conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None
+) -> list[tuple[bool, Any]]:
+    """In the connection's thread: the batch, then a PASSIVE checkpoint (it fsyncs) with no write of ours
+    beside it, so that it copies every frame and the next write restarts the WAL from its start."""
+    outcomes = _run_batch_waiting(conn, ops, full_message) if ops else []
+    # busy (another process checkpointing, or writing): the next one catches up
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    return outcomes
+
+
+def _checkpoint_marker(conn: sqlite3.Connection) -> None:
+    """Queued by the writer's timer: its batch ends with a checkpoint. Never called."""
+
+
 def _run_batch(conn: sqlite3.Connection, ops: list[WriteOp], full_message: str | None) -> list[tuple[bool, Any]]:
-    """In the database thread: the ops' outcomes, committed together. When one op finds the
+    """The ops' outcomes, committed together. When one op finds the
     database full and SQLite undoes the whole transaction, that op gets StorageFull and the others run
     again one transaction each, so that those that fit (a finish, a cancel, a sweep that frees
     space) are neither lost nor refused along with it. An error of COMMIT itself fails them all."""
@@ -107,7 +155,11 @@ class GroupWriter:
     """Queue a write with `await writer.run(op)`; it returns op's value once committed."""
 
     def __init__(self, conn: aiosqlite.Connection, *, full_message: str | None = None) -> None:
+        """`conn` must be opened with check_same_thread=False, busy_timeout 0 and wal_autocheckpoint 0:
+        batches run on the loop's thread and, to wait for a lock or to checkpoint, in the connection's."""
         self._conn = conn
+        self._checkpoint_timer: asyncio.TimerHandle | None = None
+        self.checkpoints = 0
         #: what a write refused for lack of space says (StorageFull, 507)
         self.full_message = full_message
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
@@ -127,6 +179,9 @@ class GroupWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._checkpoint_timer is not None:
+            self._checkpoint_timer.cancel()  # closing the last connection checkpoints what is left
+            self._checkpoint_timer = None
 
     async def run(self, op: WriteOp) -> Any:
         if self._task is None or self._task.done():
@@ -142,12 +197,32 @@ class GroupWriter:
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
 
+    def _queue_checkpoint(self) -> None:
+        self._checkpoint_timer = None
+        self._queue.put_nowait((_checkpoint_marker, asyncio.get_running_loop().create_future()))
+
     async def _commit(self, batch: list[tuple[WriteOp, asyncio.Future[Any]]]) -> None:
+        checkpoint = any(op is _checkpoint_marker for op, _ in batch)
+        if checkpoint:
+            for op, future in batch:
+                if op is _checkpoint_marker:
+                    future.set_result(None)
+            batch = [(op, future) for op, future in batch if op is not _checkpoint_marker]
         ops = [op for op, _ in batch]
+        raw = self._conn._conn
         try:
-            # aiosqlite has no public "run this function in your thread"; _execute is that, and
-            # it is what lets one hop carry a whole batch.
-            outcomes = await self._conn._execute(_run_batch, self._conn._conn, ops, self.full_message)
+            # aiosqlite has no public "run this function in your thread"; _execute is that
+            if checkpoint:
+                outcomes = await self._conn._execute(_run_batch_then_checkpoint, raw, ops, self.full_message)
+                self.checkpoints += 1
+            else:
+                try:
+                    outcomes = _run_together(raw, ops, self.full_message, wait=False)
+                except (_LockHeld, _TransactionLost):
+                    # nothing was committed: another process holds the lock, or SQLite undid the
+                    # batch for want of space. Both may wait or take one transaction per op: not on
+                    # the loop.
+                    outcomes = await self._conn._execute(_run_batch_waiting, raw, ops, self.full_message)
         except Exception as exc:
             # every future fails: none of the batch was committed
             error: BaseException = StorageFull(self.full_message) if is_disk_full(exc) else exc
@@ -157,6 +232,9 @@ class GroupWriter:
             return
         self.batches += 1
         self.ops += len(batch)
+        if ops and not checkpoint and self._checkpoint_timer is None:
+            loop = asyncio.get_running_loop()
+            self._checkpoint_timer = loop.call_later(CHECKPOINT_AFTER_S, self._queue_checkpoint)
         for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
             if future.done():
                 continue
