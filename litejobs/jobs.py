@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+
+from litejobs.ids import random_hex
 
 
 class JobState(str, enum.Enum):
@@ -70,7 +71,7 @@ def sources_of(target: JobState) -> frozenset[JobState]:
 
 def new_job_id() -> str:
     """An unguessable id: 128 random bits."""
-    return "job_" + secrets.token_hex(16)
+    return "job_" + random_hex(16)
 
 
 def backoff_s(attempt: int, base_s: float, cap_s: float, jitter: float) -> float:

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "litejobs.politeness": 0,
     "litejobs.events": 0,
     "litejobs.jsontext": 0,
+    "litejobs.ids": 0,
     # 1 resources: the store, the network, the browser, files, logs
     "litejobs.store.": 1,
     "litejobs.store": 1,

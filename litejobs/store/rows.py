@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from litejobs import jsontext
+from litejobs.ids import random_hex
 from litejobs.jobs import Attempt, Job, JobResult, JobState, sources_of
 from litejobs.store import Delivery
 
@@ -90,7 +90,7 @@ DELIVERY_COLUMNS = (
 
 
 def new_delivery_id() -> str:
-    return "dlv_" + secrets.token_hex(12)
+    return "dlv_" + random_hex(12)
 
 
 def delivery_of_row(row: Any) -> Delivery:
