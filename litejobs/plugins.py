@@ -10,13 +10,14 @@ cancellation and retention like any built-in kind. docs/plugins.md has a worked 
 
 from __future__ import annotations
 
+import copy
 import inspect
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from litejobs import jsontext
 from litejobs.config import KIND_NAME, KindsConfig
 from litejobs.errors import ConfigError, JobError
 from litejobs.fields import Fields
@@ -34,6 +35,8 @@ _PYTHON_TYPES: dict[Any, str] = {
     list: "array",
 }
 _MISSING = object()
+#: what a plugin's JobResult may say: the others are the engine's to set (raise JobError to fail)
+RESULT_STATES = (JobState.COMPLETED, JobState.PARTIAL)
 
 
 def job_kind(input_schema: Mapping[str, Any], *, sync_allowed: bool = True) -> Callable[[Any], Any]:
@@ -102,8 +105,10 @@ def validate_input(fields: tuple[InputField, ...], raw: Mapping[str, Any]) -> di
 
 
 def _read(f: Fields, field: InputField) -> Any:
+    # a copy per job: a plugin that changes its input must not change the next job's default
+    default_value = copy.deepcopy(field.default)
     # Fields reports a missing key as required only when no default is passed at all
-    default = () if field.required else (field.default,)
+    default = () if field.required else (default_value,)
     name, low, high = field.name, field.low, field.high
     getters: dict[str, Callable[[], Any]] = {
         "string": lambda: f.str(name, *default),
@@ -112,7 +117,7 @@ def _read(f: Fields, field: InputField) -> Any:
         "number": lambda: f.number(name, *default, low=low, high=high),
         "boolean": lambda: f.bool(name, *default),
         "object": lambda: f.dict(name, *default),
-        "array": lambda: _array(f, field),
+        "array": lambda: _array(f, field, default_value),
     }
     value = getters[field.type]()
     if field.choices and value is not None and value not in field.choices:
@@ -120,11 +125,11 @@ def _read(f: Fields, field: InputField) -> Any:
     return value
 
 
-def _array(f: Fields, field: InputField) -> Any:
-    value = f.any(field.name, field.default)
+def _array(f: Fields, field: InputField, default: Any) -> Any:
+    value = f.any(field.name, default)
     if value is None and field.required:
         f.problem(field.name, "is required")
-    elif value is not None and value is not field.default and not isinstance(value, list):
+    elif value is not None and value is not default and not isinstance(value, list):
         f.problem(field.name, "must be a JSON array")
     return value
 
@@ -145,15 +150,39 @@ def plugin_kind(name: str, fn: Any, where: str) -> Kind:
 
 
 def result_of(value: Any, name: str) -> JobResult:
-    """A plugin's return value as a JobResult: a dict is the outputs, anything else `{"result": value}`."""
+    """A plugin's return value as a JobResult: a dict is the outputs, anything else `{"result": value}`.
+    Raises a non-retryable JobError for what the store could not keep: another run would return it again."""
     if isinstance(value, JobResult):
-        return value
+        return _checked_result(value, name)
     outputs = value if isinstance(value, dict) else {"result": value}
-    try:
-        json.dumps(outputs)
-    except (TypeError, ValueError):
-        raise JobError(f"plugin kind {name!r} returned a value that is not JSON", retryable=False) from None
+    if not _is_json(outputs):
+        raise JobError(f"plugin kind {name!r} returned a value that is not JSON", retryable=False)
     return JobResult(JobState.COMPLETED, outputs)
+
+
+def _checked_result(result: JobResult, name: str) -> JobResult:
+    """A plugin's own JobResult, if it finishes the job: any other status would leave the job
+    active, or run it again past max_attempts, or fail it with no error."""
+    if result.status not in RESULT_STATES:
+        raise JobError(
+            f"plugin kind {name!r} returned a JobResult with status {str(result.status)!r}: only completed or "
+            "partial finish a job (raise JobError to fail it)",
+            retryable=False,
+        )
+    for part, content in (("outputs", result.outputs), ("stats", result.stats)):
+        if not isinstance(content, dict) or not _is_json(content):
+            message = f"plugin kind {name!r} returned a JobResult whose {part} are not a JSON object"
+            raise JobError(message, retryable=False)
+    return JobResult(JobState(result.status), result.outputs, result.stats)
+
+
+def _is_json(value: Any) -> bool:
+    """Whether the store can write `value` (it encodes with jsontext too)."""
+    try:
+        jsontext.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def _load(entry: EntryPoint, where: str) -> Any:

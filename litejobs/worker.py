@@ -117,8 +117,19 @@ class JobContext(ResourceView):
         return f"/v1/files/{self.job_id}/{name}"
 
 
+def _cancelled_from_outside() -> bool:
+    """Whether the running task was asked to stop (a cancel, the lease lost, a shutdown), as opposed
+    to a CancelledError that escaped the kind (it awaited a task that something else cancelled)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def error_of(exc: BaseException) -> tuple[dict[str, str], bool]:
     """An attempt's exception → (the job's `error`, whether another attempt may help)."""
+    if isinstance(exc, asyncio.CancelledError):
+        log.error("job crashed: CancelledError escaped its kind, though nobody cancelled the job", exc_info=exc)
+        message = "CancelledError escaped the kind, though the job was not cancelled (it awaited something cancelled)"
+        return {"code": "internal_error", "message": message}, True
     if isinstance(exc, TimeoutError):
         exc = JobTimeout()
     if isinstance(exc, JobError):
@@ -275,8 +286,11 @@ class WorkerPool:
             kind = self.kinds.get(job.kind)
             params = kind.parse(job.input)
             result = await self._run_kind(kind.run(params, context), job)
-        except asyncio.CancelledError:
-            return  # cancelled by its owner, or shutdown: the store already knows, or stop() releases it
+        except asyncio.CancelledError as exc:
+            if _cancelled_from_outside():
+                return  # cancelled by its owner, or shutdown: the store already knows, or stop() releases it
+            await self._record_failure(job, exc)  # it escaped the kind: a crash, not a cancel
+            return
         except Exception as exc:
             await self._record_failure(job, exc)
             return

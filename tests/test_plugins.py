@@ -20,7 +20,13 @@ PLUGINS = {
     "nap": "tests.plugin_example:nap",
     "flaky": "tests.plugin_example:flaky",
     "shout": "tests.plugin_example:shout",
+    "ends_as": "tests.plugin_odd_results:ends_as",
+    "set_inside": "tests.plugin_odd_results:set_inside",
+    "cancelled_elsewhere": "tests.plugin_odd_results:cancelled_elsewhere",
+    "tally": "tests.plugin_odd_results:tally",
 }
+#: long enough for any of these jobs to end; far less than the 30 s lease a stuck job would hold
+ENDS_WITHIN_S = 10
 PAGE = "<html><body><h1>Tea</h1><p>Green tea and black tea.</p><script>var hidden;</script></body></html>"
 
 
@@ -71,6 +77,50 @@ def test_a_plugin_past_its_timeout_fails_and_a_cancel_stops_it(api: ServerThread
     assert time.monotonic() - started < 2.5
     timed_out = api.http.wait(slow["job_id"])
     assert timed_out["status"] == "failed" and timed_out["error"]["code"] == "timeout"
+
+
+@pytest.mark.parametrize("state", ["waiting", "delayed", "active", "failed", "cancelled"])
+def test_a_job_result_that_does_not_finish_the_job_fails_it_at_once(api: ServerThread, state: str) -> None:
+    job = api.http.submit({"state": state}, kind="ends_as", max_attempts=3)
+    done = api.http.wait(job["job_id"], timeout_s=ENDS_WITHIN_S)
+    assert (done["status"], done["attempts"], done["result_available"]) == ("failed", 1, False)
+    assert done["error"]["code"] == "job_error"
+    assert f"status {state!r}" in done["error"]["message"] and "completed or partial" in done["error"]["message"]
+
+
+def test_a_partial_job_result_is_kept_with_its_stats(api: ServerThread) -> None:
+    job = api.http.submit({"state": "partial", "stats": {"skipped": 2}}, kind="ends_as")
+    assert api.http.wait(job["job_id"])["status"] == "partial"
+    result = api.http.get(f"/v1/jobs/{job['job_id']}/result").json
+    assert result["outputs"] == {"a": 1} and result["stats"]["skipped"] == 2
+
+
+@pytest.mark.parametrize("where", ["outputs", "stats"])
+def test_a_job_result_that_is_not_json_fails_the_job_at_once(api: ServerThread, where: str) -> None:
+    job = api.http.submit({"where": where}, kind="set_inside", max_attempts=3)
+    done = api.http.wait(job["job_id"], timeout_s=ENDS_WITHIN_S)
+    assert (done["status"], done["attempts"]) == ("failed", 1)
+    assert done["error"]["code"] == "job_error" and f"{where} are not a JSON object" in done["error"]["message"]
+
+
+def test_a_cancelled_error_the_job_did_not_ask_for_is_a_retryable_internal_error(api: ServerThread) -> None:
+    retried = api.http.submit({"succeed_on": 2}, kind="cancelled_elsewhere", max_attempts=2)
+    given_up = api.http.submit({"succeed_on": 5}, kind="cancelled_elsewhere", max_attempts=1)
+    done = api.http.wait(retried["job_id"], timeout_s=ENDS_WITHIN_S)
+    assert (done["status"], done["attempts"]) == ("completed", 2)
+    assert done["attempts_detail"][0]["error"]["code"] == "internal_error"
+    failed = api.http.wait(given_up["job_id"], timeout_s=ENDS_WITHIN_S)
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "internal_error")
+    assert "CancelledError" in failed["error"]["message"]
+
+
+def test_each_job_gets_its_own_copy_of_the_schemas_defaults(api: ServerThread) -> None:
+    outputs = []
+    for _ in range(3):
+        job = api.http.submit({}, kind="tally")
+        assert api.http.wait(job["job_id"])["status"] == "completed"
+        outputs.append(api.http.get(f"/v1/jobs/{job['job_id']}/result").json["outputs"])
+    assert outputs == [{"options": {"seen": [1], "runs": 1}, "tags": [["first", "again"], "more"]}] * 3
 
 
 def test_a_plugin_is_a_kind_in_the_dialects_that_take_one(api: ServerThread) -> None:
