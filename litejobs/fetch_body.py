@@ -19,22 +19,58 @@ class BodyCap:
     truncate: bool = False
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+# Input is inflated a slice at a time: at the end of each member zlib copies the rest of its input
+# (unused_data), so a big chunk of tiny members would cost the square of the chunk's size.
+_SLICE_BYTES = 16 * 1024
+
+
 class _Inflater:
-    """Incremental gzip or deflate decoding that never produces more than it is allowed to."""
+    """Incremental gzip or deflate decoding that never produces more than it is allowed to.
+
+    A gzip body may be several members one after another (RFC 1952 2.2; `cat a.gz b.gz`), read as
+    browsers and curl read them: each in turn. Bytes after a member that do not start another (zero
+    padding, junk) are ignored.
+    """
 
     def __init__(self, coding: str) -> None:
         self._coding = coding
-        self._zlib: zlib._Decompress | None = None
+        self._member: zlib._Decompress | None = None
+        self._after_member = b""  # what follows a finished member, too short yet to tell if it starts one
+        self._ended = False  # what followed the last member was not another one
 
     def feed(self, data: bytes, limit: int) -> bytes:
         """Decoded bytes for `data`, at most `limit` (> 0) of them; past the stream's end, nothing."""
-        if self._zlib is None:
-            self._zlib = zlib.decompressobj(self._wbits(data))
-        if self._zlib.eof:
-            return b""
-        return self._zlib.decompress(data, limit)
+        parts: list[bytes] = []
+        view = memoryview(data)
+        for start in range(0, len(view), _SLICE_BYTES):
+            pending: bytes | memoryview = view[start : start + _SLICE_BYTES]
+            while pending and limit > 0 and not self._ended:
+                if self._member is not None and self._member.eof:
+                    pending = self._next_member(pending)
+                    continue
+                if self._member is None:
+                    self._member = zlib.decompressobj(self._wbits(pending))
+                part = self._member.decompress(pending, limit)
+                parts.append(part)
+                limit -= len(part)
+                pending = self._member.unused_data if self._member.eof else b""
+        return b"".join(parts)
 
-    def _wbits(self, first: bytes) -> int:
+    def _next_member(self, following: bytes | memoryview) -> bytes:
+        """What follows a finished member: the next member's bytes, or b"" (to wait for more, or to ignore)."""
+        following = self._after_member + bytes(following)
+        self._after_member = b""
+        if self._coding == "deflate" or not following.startswith(_GZIP_MAGIC[: len(following)]):
+            self._ended = True
+            return b""
+        if len(following) < len(_GZIP_MAGIC):
+            self._after_member = following
+            return b""
+        self._member = None
+        return following
+
+    def _wbits(self, first: bytes | memoryview) -> int:
         if self._coding == "deflate":
             # "deflate" should be zlib-wrapped, but many servers send a raw stream.
             return zlib.MAX_WBITS if first[0] & 0x0F == 8 else -zlib.MAX_WBITS

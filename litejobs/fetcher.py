@@ -6,7 +6,7 @@ import asyncio
 import re
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urljoin
@@ -26,6 +26,7 @@ from litejobs.errors import (
     TooManyRedirects,
 )
 from litejobs.fetch_body import BodyCap, read_body
+from litejobs.fetch_cookies import FetchCookies, GivenCookie, origin
 from litejobs.fields import url_problem
 from litejobs.netpolicy import NetworkPolicy
 
@@ -108,6 +109,7 @@ class _Answer:
     status_code: int
     headers: dict[str, str]
     body: bytes
+    content_type: str  #: the Content-Type header a browser would go by
     truncated: bool = False
 
 
@@ -155,6 +157,7 @@ class Fetcher:
         timeout_s: float | None = None,
         max_body_bytes: int | None = None,
         truncate: bool = False,
+        cookies: Sequence[GivenCookie] = (),
         before_redirect: Callable[[str], None] | None = None,
     ) -> Page:
         """Fetch `url`, following redirects; any HTTP status is a Page, failures are FetchErrors.
@@ -162,7 +165,8 @@ class Fetcher:
         `truncate`: a body longer than the cap is cut there (`Page.truncated`) instead of refused,
         for files whose start is all a caller reads (robots.txt). `before_redirect(url)` is called
         before each redirect is followed, so a caller can refuse one (a crawl's robots.txt and
-        duplicates): whatever it raises ends the fetch.
+        duplicates): whatever it raises ends the fetch. `cookies` are sent to each hop they match on
+        the origin of `url` (FetchCookies).
         """
         if self._session is None:
             raise RuntimeError("the Fetcher is not open: use `async with Fetcher(...) as fetcher`")
@@ -175,10 +179,13 @@ class Fetcher:
         cap = BodyCap(self.config.max_body_bytes if max_body_bytes is None else max_body_bytes, truncate)
         data = body.encode() if isinstance(body, str) else body
         first = _Hop(url, method.upper(), self._request_headers(headers), data)
+        # Cookies live for one fetch, so a site that sets one and redirects (a consent or session
+        # bootstrap) works, and nothing leaks into another job.
+        jar = FetchCookies(url, cookies)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
-                answer, redirects = await self._follow(self._session, first, cap, before_redirect)
+                answer, redirects = await self._follow(self._session, first, jar, cap, before_redirect)
         except TimeoutError:
             raise FetchTimeout(f"{url} did not answer within {timeout_s:g} s (connect, headers and body)") from None
         return _page(url, answer, redirects, (time.perf_counter() - started) * 1000)
@@ -197,12 +204,10 @@ class Fetcher:
         self,
         session: aiohttp.ClientSession,
         hop: _Hop,
+        jar: FetchCookies,
         cap: BodyCap,
         before_redirect: Callable[[str], None] | None,
     ) -> tuple[_Answer, list[str]]:
-        # Cookies live for one fetch, so a site that sets one and redirects (a consent or session
-        # bootstrap) works, and nothing leaks into another job.
-        jar = _LazyJar()
         redirects: list[str] = []
         first = hop
         for _ in range(self.config.max_redirects + 1):
@@ -218,7 +223,9 @@ class Fetcher:
             f"(fetch.max_redirects); the last redirect led to {hop.url}"
         )
 
-    async def _exchange(self, session: aiohttp.ClientSession, hop: _Hop, jar: _LazyJar, cap: BodyCap) -> _Answer | _Hop:
+    async def _exchange(
+        self, session: aiohttp.ClientSession, hop: _Hop, jar: FetchCookies, cap: BodyCap
+    ) -> _Answer | _Hop:
         """One request: the final answer, or the hop its redirect points to."""
         self._check_literal_host(hop.url)
         try:
@@ -234,7 +241,8 @@ class Fetcher:
                 if location is not None:
                     return _redirected(hop, resp.status, location)
                 body, truncated = await read_body(resp, hop.url, hop.method, cap)
-                return _Answer(hop.url, resp.status, _joined_headers(resp.raw_headers), body, truncated)
+                raw = resp.raw_headers
+                return _Answer(hop.url, resp.status, _joined_headers(raw), body, _content_type(raw), truncated)
         except TimeoutError:
             raise
         except (aiohttp.ClientError, OSError) as exc:
@@ -249,15 +257,14 @@ class Fetcher:
 
 
 def _page(url: str, answer: _Answer, redirects: list[str], elapsed_ms: float) -> Page:
-    content_type = next((v for k, v in answer.headers.items() if k.lower() == "content-type"), "")
     return Page(
         url=url,
         final_url=answer.url,
         status_code=answer.status_code,
         headers=answer.headers,
-        content_type=mime_of(content_type),
+        content_type=mime_of(answer.content_type),
         body=answer.body,
-        encoding=page_encoding(content_type, answer.body),
+        encoding=page_encoding(answer.content_type, answer.body),
         elapsed_ms=elapsed_ms,
         redirects=redirects,
         truncated=answer.truncated,
@@ -276,14 +283,9 @@ def _redirected(hop: _Hop, status: int, location: str) -> _Hop:
     method, body, headers = hop.method, hop.body, hop.headers
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, body, headers = "GET", None, _without(headers, _BODY_HEADERS)
-    if _origin(target) != _origin(hop.url):
+    if origin(target) != origin(hop.url):
         headers = _without(headers, _CREDENTIAL_HEADERS)
     return _Hop(target, method, headers, body)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parsed = URL(url)
-    return parsed.scheme, (parsed.raw_host or "").lower(), parsed.port
 
 
 def _without(headers: CIMultiDict[str], names: tuple[str, ...]) -> CIMultiDict[str]:
@@ -291,29 +293,6 @@ def _without(headers: CIMultiDict[str], names: tuple[str, ...]) -> CIMultiDict[s
     for name in names:
         kept.popall(name, None)
     return kept
-
-
-class _LazyJar:
-    """One fetch's cookies; the aiohttp CookieJar is made only once a response sets a cookie
-    (making one for every fetch was 2% of a busy server's loop)."""
-
-    def __init__(self) -> None:
-        self._jar: aiohttp.CookieJar | None = None
-
-    def update(self, resp: aiohttp.ClientResponse) -> None:
-        if resp.cookies:
-            if self._jar is None:
-                self._jar = aiohttp.CookieJar(unsafe=True)
-            self._jar.update_cookies(resp.cookies, resp.url)
-
-    def headers_for(self, headers: CIMultiDict[str], url: str) -> CIMultiDict[str]:
-        found = self._jar.filter_cookies(URL(url)) if self._jar is not None else None
-        if not found:
-            return headers
-        pairs = "; ".join(f"{morsel.key}={morsel.coded_value}" for morsel in found.values())
-        merged = headers.copy()
-        merged["Cookie"] = f"{merged['Cookie']}; {pairs}" if "Cookie" in merged else pairs
-        return merged
 
 
 def _joined_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
@@ -326,6 +305,13 @@ def _joined_headers(raw_headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, s
         key = spelled.setdefault(name.lower(), name)
         joined[key] = f"{joined[key]}, {value}" if key in joined else value
     return joined
+
+
+def _content_type(raw_headers: tuple[tuple[bytes, bytes], ...]) -> str:
+    """The last Content-Type: a repeated one is not a list of types, and browsers go by the last
+    (Fetch, "extract a MIME type"), for the MIME type and the charset alike."""
+    values = [value for name, value in raw_headers if name.lower() == b"content-type"]
+    return values[-1].decode("utf-8", errors="replace") if values else ""
 
 
 def _network_error(exc: BaseException, url: str) -> FetchError:

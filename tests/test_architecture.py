@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "litejobs.files": 1,
     "litejobs.fetcher": 1,
     "litejobs.fetch_body": 1,
+    "litejobs.fetch_cookies": 1,
     "litejobs.robots": 1,
     "litejobs.shared_politeness": 1,
     "litejobs.ai": 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import json
 import socket
 import time
@@ -95,6 +96,9 @@ class Site:
             web.get("/gzip", reply(lambda _: _encoded(zlib.compressobj(6, zlib.DEFLATED, 31), "gzip"))),
             web.get("/deflate", reply(lambda _: _encoded(zlib.compressobj(6, zlib.DEFLATED, 15), "deflate"))),
             web.get("/raw-deflate", reply(lambda _: _encoded(zlib.compressobj(6, zlib.DEFLATED, -15), "deflate"))),
+            web.get("/gzip-members", reply(lambda _: _gzipped(*_thirds(HTML.encode())))),
+            web.get("/gzip-members-big", reply(lambda _: _gzipped(b"x" * 3000, b"y" * 3000, b"z" * 3000))),
+            web.get("/gzip-padded", reply(lambda _: _gzipped(HTML.encode(), tail=bytes(10)))),
             web.get("/bomb", self._gzip_bomb),
             web.get("/hang", self._hang),
             web.get("/drip", self._drip),
@@ -150,6 +154,17 @@ def _encoded(compressor: Any, coding: str) -> web.Response:
     body = compressor.compress(HTML.encode()) + compressor.flush()
     headers = {"Content-Type": "text/html; charset=utf-8", "Content-Encoding": coding}
     return web.Response(body=body, headers=headers)
+
+
+def _thirds(data: bytes) -> list[bytes]:
+    third = len(data) // 3
+    return [data[:third], data[third : 2 * third], data[2 * third :]]
+
+
+def _gzipped(*members: bytes, tail: bytes = b"") -> web.Response:
+    """A gzip body of one member per part (RFC 1952 2.2), as `cat a.gz b.gz` makes, then `tail`."""
+    body = b"".join(gzip.compress(member) for member in members) + tail
+    return web.Response(body=body, headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip"})
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -531,6 +546,42 @@ def test_compressed_bodies_are_decoded(run: Any, site: Site, path: str) -> None:
     assert page.text == HTML
 
 
+def test_a_gzip_body_of_several_members_is_decoded_whole(run: Any, site: Site) -> None:
+    page = run(fetch(site.url("/gzip-members")))
+
+    assert page.text == HTML
+
+
+def test_bytes_after_the_last_gzip_member_are_ignored(run: Any, site: Site) -> None:
+    page = run(fetch(site.url("/gzip-padded")))
+
+    assert page.text == HTML
+
+
+def test_the_size_cap_counts_the_bytes_of_every_gzip_member(run: Any, site: Site) -> None:
+    with pytest.raises(BodyTooLarge, match="decompresses to more than the 5000-byte limit"):
+        run(fetch(site.url("/gzip-members-big"), max_body_bytes=5000))
+
+    cut = run(fetch(site.url("/gzip-members-big"), max_body_bytes=5000, truncate=True))
+
+    assert cut.truncated and cut.body == b"x" * 3000 + b"y" * 2000
+
+
+@pytest.mark.parametrize("split", [-3, 0, 1, 2], ids=["in-trailer", "at-boundary", "in-magic", "after-magic"])
+def test_gzip_members_are_decoded_whole_wherever_the_reads_split_them(run: Any, split: int) -> None:
+    first, second = gzip.compress(b"first half, "), gzip.compress(b"second half")
+    body = first + second
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+    async def scenario() -> Page:
+        at = len(first) + split
+        server, port = await _serve_raw(head + body[:at], reset=False, then=body[at:])
+        async with server:
+            return await fetch(f"http://127.0.0.1:{port}/")
+
+    assert run(scenario()).text == "first half, second half"
+
+
 def test_body_at_the_cap_is_accepted(run: Any, site: Site) -> None:
     page = run(fetch(site.url("/big"), max_body_bytes=5000))
 
@@ -613,13 +664,18 @@ def test_connection_refused(run: Any) -> None:
     assert caught.value.retryable is True
 
 
-async def _serve_raw(reply: bytes, *, reset: bool) -> tuple[asyncio.Server, int]:
-    """A raw TCP server that answers every request with `reply`, then closes or resets."""
+async def _serve_raw(reply: bytes, *, reset: bool, then: bytes = b"") -> tuple[asyncio.Server, int]:
+    """A raw TCP server that answers every request with `reply` (and `then`, in a later packet), then
+    closes or resets."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(reply)
         await writer.drain()
+        if then:
+            await asyncio.sleep(0.1)  # so the client reads `reply` on its own first
+            writer.write(then)
+            await writer.drain()
         if reset:
             # Linger 0: close() sends a TCP RST instead of a FIN.
             writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
@@ -650,6 +706,24 @@ def test_invalid_http_response(run: Any) -> None:
 
     with pytest.raises(NetworkError, match="sent an invalid HTTP response"):
         run(scenario())
+
+
+def test_a_repeated_content_type_is_read_from_its_last_value(run: Any) -> None:
+    body = "<p>café</p>".encode("latin-1")
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Type: text/html; charset=iso-8859-1"
+        b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+
+    async def scenario() -> Page:
+        server, port = await _serve_raw(head + body, reset=False)
+        async with server:
+            return await fetch(f"http://127.0.0.1:{port}/")
+
+    page = run(scenario())
+
+    assert (page.content_type, page.text) == ("text/html", "<p>café</p>")
+    assert page.headers["Content-Type"] == "text/plain; charset=utf-8, text/html; charset=iso-8859-1"
 
 
 def test_unknown_host_is_a_network_error(run: Any) -> None:

@@ -7,10 +7,10 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from litejobs.ai import extract_with_prompt
 from litejobs.errors import BrowserUnavailable, UpstreamStatus
+from litejobs.fetch_cookies import GivenCookie
 from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
@@ -166,6 +166,7 @@ async def load_page(
         headers=_request_headers(params),
         body=params.body,
         timeout_s=timeout_s,
+        cookies=[_given_cookie(cookie) for cookie in params.cookies],
         before_redirect=before_redirect,
     )
     if page.status_code >= 500 or page.status_code == 429:
@@ -181,37 +182,24 @@ async def load_page(
 
 
 def _request_headers(params: FetchParams) -> dict[str, str]:
-    """`headers` plus `user_agent` and `cookies`, sent as a render sends them: a `User-Agent` in
-    `headers` wins over `user_agent` (as extra headers win in the browser), and the cookies that
-    apply to the URL join its `Cookie` header (the fetcher drops it on a redirect to another origin)."""
+    """`headers` plus `user_agent`, sent as a render sends them: a `User-Agent` in `headers` wins over
+    `user_agent` (as extra headers win in the browser)."""
     headers = dict(params.headers)
-    names = {name.lower(): name for name in headers}
-    if params.user_agent and "user-agent" not in names:
+    if params.user_agent and not any(name.lower() == "user-agent" for name in headers):
         headers["User-Agent"] = params.user_agent
-    cookies = _cookie_pairs(params.cookies, params.url)
-    if cookies:
-        name = names.get("cookie", "Cookie")
-        headers[name] = f"{headers[name]}; {cookies}" if name in headers else cookies
     return headers
 
 
-def _cookie_pairs(cookies: tuple[dict[str, Any], ...], url: str) -> str:
-    """`name=value; ...` of the cookies a browser would send to `url`: a `domain` must match its host
-    (or be a parent of it), a `path` prefix its path, and a `secure` cookie goes over https only."""
-    parts = urlsplit(url)
-    host, path = (parts.hostname or "").lower(), parts.path or "/"
-    pairs = []
-    for cookie in cookies:
-        domain = str(cookie.get("domain") or "").lower().lstrip(".")
-        prefix = str(cookie.get("path") or "/")
-        if domain and host != domain and not host.endswith(f".{domain}"):
-            continue
-        if path != prefix and not path.startswith(prefix.rstrip("/") + "/"):
-            continue
-        if cookie.get("secure") and parts.scheme != "https":
-            continue
-        pairs.append(f"{cookie['name']}={cookie['value']}")
-    return "; ".join(pairs)
+def _given_cookie(cookie: Mapping[str, Any]) -> GivenCookie:
+    """A job's `{name, value, domain?, path?, secure?}` for the fetcher, which sends it to each hop of
+    the fetch it matches, as a browser would, and never to another origin than the URL's."""
+    return GivenCookie(
+        name=cookie["name"],
+        value=cookie["value"],
+        domain=str(cookie.get("domain") or "").lower().lstrip("."),
+        path=str(cookie.get("path") or "/"),
+        secure=bool(cookie.get("secure")),
+    )
 
 
 async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None) -> dict[str, Any]:
