@@ -53,6 +53,7 @@ class SyncContext(ResourceView):
     resources: Resources
     job_id: str = "sync"
     attempt: int = 1
+    timeout_s: float | None = None
     progress: list[dict[str, Any]] = field(default_factory=list)
     pages: list[dict[str, Any]] = field(default_factory=list)
 
@@ -236,8 +237,8 @@ class Engine:
         if not kind.sync_allowed:
             raise UnsupportedKind(f"the {kind_name!r} kind runs only as a job: {hint}")
         params = kind.parse(raw_input)
-        context = SyncContext(self.resources)
         timeout_s = self.config.limits.sync_timeout_s
+        context = SyncContext(self.resources, timeout_s=timeout_s)
         try:
             result = await asyncio.wait_for(kind.run(params, context), timeout_s)
         except TimeoutError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,20 +142,28 @@ class Fields:
         if value is None:
             return None
         if value is default and default is not _MISSING:
-            return value
+            return copy.deepcopy(value)  # a kind may change its input: the next job must get the default intact
         if not isinstance(value, Mapping):
             self.problem(key, "must be a JSON object")
             return default if default is not _MISSING else None
         return dict(value)
 
     def str_list(
-        self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = (), max_items: int = 1000
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        choices: tuple[str, ...] = (),
+        max_items: int = 1000,
+        unique: bool = True,
     ) -> Any:
+        """A list of strings (one string counts as a list of it). `unique` drops repeats, for lists that
+        are sets of options; without it the list is kept as sent, so that item i is the caller's item i."""
         value = self._get(key, default)
         if value is None:
             return None
         if value is default and default is not _MISSING:
-            return value
+            return copy.deepcopy(value)  # as in dict(): a default is never handed out to be changed
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -165,7 +174,7 @@ class Fields:
         for item in value:
             if choices and item not in choices:
                 self.problem(key, f"{item!r} is not one of {', '.join(choices)}")
-        return list(dict.fromkeys(value))
+        return list(dict.fromkeys(value)) if unique else list(value)
 
     def str_map(self, key: str, default: Any = _MISSING) -> Any:
         """A JSON object of string → string, refusing CR/LF (header injection)."""

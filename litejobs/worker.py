@@ -81,6 +81,8 @@ class JobContext(ResourceView):
     files_saved: list[dict[str, Any]] = field(default_factory=list)
     #: the pool's hook for lending this job's slot while it waits (see parked)
     _park: Callable[[str, bool], None] | None = None
+    #: the attempt's time budget: the job's timeout_s (see KindContext.timeout_s)
+    timeout_s: float | None = None
 
     @contextlib.asynccontextmanager
     async def parked(self) -> AsyncIterator[None]:
@@ -280,7 +282,14 @@ class WorkerPool:
 
     async def _run(self, job: Job) -> None:
         context = JobContext(
-            job.id, job.attempts, self.resources, self.store, self.feed, self.clock, _park=self._set_parked
+            job.id,
+            job.attempts,
+            self.resources,
+            self.store,
+            self.feed,
+            self.clock,
+            _park=self._set_parked,
+            timeout_s=job.timeout_s,
         )
         try:
             kind = self.kinds.get(job.kind)

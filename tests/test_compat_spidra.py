@@ -80,6 +80,13 @@ def test_several_urls_give_one_entry_each_and_a_failed_one_says_so(api: ServerTh
     assert [(d["url"], d["success"]) for d in done["result"]["data"]] == [(good, True), (bad, False)]
 
 
+def test_a_url_submitted_twice_has_an_entry_each_time(api: ServerThread, site: TargetSite) -> None:
+    good, bad = site.add_html("/", PAGE), site.add_html("/down", "oops", status=500)
+    done = wait_for_result(api, submit(api, {"urls": [{"url": good}, {"url": bad}, {"url": good}]})["jobId"])
+    assert done["status"] == "completed"
+    assert [(d["url"], d["success"]) for d in done["result"]["data"]] == [(good, True), (bad, False), (good, True)]
+
+
 def test_a_job_whose_every_url_fails_is_failed_with_the_reason(api: ServerThread, site: TargetSite) -> None:
     bad = site.add_html("/down", "oops", status=500)
     done = wait_for_result(api, submit(api, {"urls": [{"url": bad}]})["jobId"])

@@ -24,6 +24,9 @@ class KindContext(Protocol):
 
     job_id: str
     attempt: int
+    #: the attempt's time budget in seconds (the job's timeout_s; inline, limits.sync_timeout_s; None
+    #: when unknown): a kind that does several things shares it out, to answer with what it has in time
+    timeout_s: float | None
     config: Config
     fetcher: Fetcher
     #: the browser pool (litejobs.browser.BrowserPool) or None when the server has none

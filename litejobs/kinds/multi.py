@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litejobs.ai import FORMATS, extract_with_prompt
-from litejobs.errors import JobError
+from litejobs.ai import FORMATS, Extraction, extract_with_prompt
+from litejobs.errors import JobError, JobTimeout
 from litejobs.fields import Fields, url_problem
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
 from litejobs.kinds.fetch import FetchParams, build_outputs, load_page
 
 MAX_URLS = 50
+#: kept back from the job's timeout_s to build and return the result (a fifth of a shorter timeout)
+FINISH_MARGIN_S = 1.0
+#: of the pages' time left, what each page still to come is promised at most: a hanging page cannot
+#: take the time of the pages after it, yet one slow page may still use most of the job's time
+PAGE_RESERVE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -27,10 +32,16 @@ class MultiParams:
     prompt: str | None = None
     format: str = "markdown"
 
+    @property
+    def distinct_urls(self) -> tuple[str, ...]:
+        """The URLs to fetch: a URL submitted twice is fetched once, and reported at both places."""
+        return tuple(dict.fromkeys(self.urls))
+
 
 def parse_multi(raw: Mapping[str, Any]) -> MultiParams:
     f = Fields(raw, "input")
-    urls = f.str_list("urls", max_items=MAX_URLS)
+    # as sent, repeats included: a problem names the caller's index, and each URL gets its entry
+    urls = f.str_list("urls", max_items=MAX_URLS, unique=False)
     if urls == []:
         f.problem("urls", "must name at least one URL")
     for index, url in enumerate(urls or []):
@@ -66,8 +77,54 @@ class _PageContext:
         return await self._ctx.save_file(f"page-{self._index}-{name}", data, content_type)
 
 
-async def fetch_one(params: MultiParams, index: int, ctx: KindContext) -> tuple[dict[str, Any], JobError | None]:
-    """One URL as a page entry, and its failure if it failed (recorded on the entry, not raised)."""
+@dataclass(frozen=True)
+class Schedule:
+    """When the pages, and then the whole run, must be done (event-loop time), so that the job answers
+    with the pages it has before its timeout_s ends it; None: the run has no time limit of its own."""
+
+    pages_by: float | None = None
+    finish_by: float | None = None
+
+    def page_deadline(self, pages_left: int, now: float) -> float | None:
+        """The next page's deadline: the pages' time left, less a reserve for each page after it."""
+        if self.pages_by is None:
+            return None
+        reserve_s = min(PAGE_RESERVE_S, (self.pages_by - now) / pages_left)
+        return self.pages_by - max(0.0, reserve_s) * (pages_left - 1)
+
+
+def schedule_of(params: MultiParams, ctx: KindContext, now: float) -> Schedule:
+    """The run's deadlines within its attempt's timeout; with a prompt, time is kept for the model."""
+    # the job's timeout_s, where the worker hands it to the context (KindContext.timeout_s); else no deadlines
+    budget_s = ctx.timeout_s
+    if not isinstance(budget_s, int | float) or budget_s <= 0:
+        return Schedule()
+    finish_by = now + budget_s - min(FINISH_MARGIN_S, budget_s / 5)
+    ai = ctx.config.ai
+    model_s = min(ai.timeout_s, budget_s / 4) if params.prompt and ai.base_url else 0.0
+    return Schedule(pages_by=finish_by - model_s, finish_by=finish_by)
+
+
+async def load_by(fetch: FetchParams, ctx: KindContext, deadline: float | None) -> dict[str, Any]:
+    """load_page, given up at `deadline` (event-loop time) with a `timeout` for this page alone."""
+    if deadline is None:
+        return await load_page(fetch, ctx)
+    left_s = deadline - asyncio.get_running_loop().time()
+    if left_s <= 0:
+        raise JobTimeout(f"{fetch.url} was not fetched: the job's timeout_s left no time for it")
+    try:
+        # the fetcher and the browser stop by themselves about then; this bounds what they do not
+        # (the wait for a free browser page)
+        async with asyncio.timeout_at(deadline):
+            return await load_page(fetch, ctx, max(0.1, round(left_s, 1)))
+    except TimeoutError:
+        raise JobTimeout(f"{fetch.url} did not load within the {left_s:.1f} s the job's timeout_s left it") from None
+
+
+async def fetch_one(
+    params: MultiParams, index: int, ctx: KindContext, deadline: float | None = None
+) -> tuple[dict[str, Any], JobError | None]:
+    """URL `index` as a page entry, and its failure if it failed (recorded on the entry, not raised)."""
     url = params.urls[index]
     output = ("markdown", "metadata", "screenshot") if params.screenshot else ("markdown", "metadata")
     fetch = FetchParams(
@@ -78,7 +135,7 @@ async def fetch_one(params: MultiParams, index: int, ctx: KindContext) -> tuple[
         screenshot_full_page=params.screenshot_full_page,
     )
     try:
-        loaded = await load_page(fetch, _PageContext(ctx, index))  # type: ignore[arg-type]
+        loaded = await load_by(fetch, _PageContext(ctx, index), deadline)  # type: ignore[arg-type]
     except JobError as exc:
         return {"url": url, "success": False, "error": {"code": exc.code, "message": exc.message}}, exc
     outputs = build_outputs(loaded, output, None)
@@ -94,35 +151,60 @@ async def fetch_one(params: MultiParams, index: int, ctx: KindContext) -> tuple[
     return page, None
 
 
+async def fetch_each(
+    params: MultiParams, ctx: KindContext, schedule: Schedule
+) -> dict[str, tuple[dict[str, Any], JobError | None]]:
+    """Each distinct URL fetched in turn, within its deadline, with progress: its entry and failure, by URL."""
+    urls, loop = params.distinct_urls, asyncio.get_running_loop()
+    steps = len(urls) + (1 if params.prompt else 0)
+    loaded = {}
+    for number, url in enumerate(urls):
+        await ctx.report_progress(f"Scraping {url} ({number + 1}/{len(urls)})", number / steps)
+        deadline = schedule.page_deadline(len(urls) - number, loop.time())
+        loaded[url] = await fetch_one(params, params.urls.index(url), ctx, deadline)
+    return loaded
+
+
 def joined_markdown(pages: list[dict[str, Any]]) -> str:
-    """Every fetched page's markdown; with several pages, each under a line naming its URL."""
-    done = [page for page in pages if page["success"]]
+    """Every fetched page's markdown, once per URL; with several pages, each under a line naming its URL."""
+    done = list({page["url"]: page for page in pages if page["success"]}.values())
     if len(done) == 1:
         return str(done[0]["markdown"])
     return "\n\n---\n\n".join(f"<!-- {page['url']} -->\n{page['markdown']}" for page in done)
 
 
+async def extract_by(
+    ctx: KindContext, prompt: str, markdown: str, output_format: str, deadline: float | None
+) -> Extraction:
+    """The prompt's answer; a model still busy at `deadline` is given up, as a failed one is: the markdown."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await extract_with_prompt(ctx.config.ai, prompt, markdown, output_format)
+    except TimeoutError:
+        error = "the model did not answer within the job's timeout_s"
+        return Extraction(markdown, True, error, model=ctx.config.ai.model)
+
+
 async def run_multi(params: MultiParams, ctx: KindContext) -> JobResult:
-    started = time.monotonic()
-    steps = len(params.urls) + (1 if params.prompt else 0)
-    pages, failures = [], []
-    for index, url in enumerate(params.urls):
-        await ctx.report_progress(f"Scraping {url} ({index + 1}/{len(params.urls)})", index / steps)
-        page, failure = await fetch_one(params, index, ctx)
-        pages.append(page)
-        if failure is not None:
-            failures.append(failure)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    schedule = schedule_of(params, ctx, started)
+    loaded = await fetch_each(params, ctx, schedule)
+    # one entry per URL submitted, in the order submitted
+    pages = [dict(loaded[url][0]) for url in params.urls]
+    failures = [failure for url in params.urls if (failure := loaded[url][1]) is not None]
     if len(failures) == len(pages):
         raise failures[0]  # nothing to show: fail the attempt, so the engine's retries apply
     outputs: dict[str, Any] = {"pages": pages, "content": joined_markdown(pages), "ai_extraction_failed": False}
     stats: dict[str, Any] = {"pages_ok": len(pages) - len(failures), "pages_failed": len(failures)}
     if params.prompt:
-        await ctx.report_progress("Processing content with AI...", len(params.urls) / steps)
-        extraction = await extract_with_prompt(ctx.config.ai, params.prompt, outputs["content"], params.format)
+        fetched = len(params.distinct_urls)
+        await ctx.report_progress("Processing content with AI...", fetched / (fetched + 1))
+        extraction = await extract_by(ctx, params.prompt, outputs["content"], params.format, schedule.finish_by)
         outputs.update(extraction.outputs())
         stats["ai"] = extraction.stats()
     await ctx.report_progress("Scrape completed successfully", 1.0)
-    stats["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    stats["duration_ms"] = round((loop.time() - started) * 1000, 1)
     return JobResult(JobState.PARTIAL if failures else JobState.COMPLETED, outputs, stats)
 
 
