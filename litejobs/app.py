@@ -50,7 +50,7 @@ def _browser_pool(config: Config, policy: NetworkPolicy) -> Any:
         from litejobs.browser import BrowserPool
     except ImportError:  # pyppeteer missing: rendering is reported unavailable, fetch still works
         return None
-    return BrowserPool(config.browser, policy, user_agent=None)
+    return BrowserPool(config.browser, policy, user_agent=None, max_body_bytes=config.fetch.max_body_bytes)
 
 
 def _file_area(config: Config, store: Store) -> FileArea:

@@ -1,4 +1,5 @@
-"""BrowserPool: renders pages in the system Chromium through pyppeteer; page leases, recycling, crash relaunch."""
+"""BrowserPool: renders pages in the system Chromium through pyppeteer; page leases, recycling, crash and hang
+relaunch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,11 +18,12 @@ from pyppeteer.page import Page
 
 from litejobs import pyppeteer_fixes as fixes
 from litejobs.browser_actions import capture, run_actions
-from litejobs.browser_guard import PolicyLike, RequestGuard
+from litejobs.browser_errors import bad_selector, explain, refused_setting, unsendable_header
+from litejobs.browser_guard import CredentialScope, PolicyLike, RequestGuard
 from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spawn_chromium
-from litejobs.config import BrowserConfig
+from litejobs.config import BrowserConfig, FetchConfig
 from litejobs.egress_proxy import EgressProxy, HostRules, Resolver, system_resolve
-from litejobs.errors import BlockedAddress, BrowserCrashed, BrowserError, BrowserUnavailable
+from litejobs.errors import BlockedAddress, BrowserError, BrowserUnavailable
 from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult
 
 __all__ = [
@@ -48,6 +51,9 @@ LOOPBACK_ONLY_RULES = "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
 _CLOSE_TIMEOUT_S = 1.0
 #: summing the tree's memory scans all of /proc (about 1 ms per 80 processes), so not after every render
 _MEMORY_CHECK_INTERVAL_S = 1.0
+#: after a render that timed out or was cancelled, a browser that takes longer than this to tell its version
+#: is hung (a stopped process, a wedged main thread) and is replaced; a healthy one answers in milliseconds
+_ALIVE_CHECK_TIMEOUT_S = 5.0
 
 
 class RenderTimeout(BrowserError):
@@ -84,10 +90,13 @@ class BrowserPool:
         user_agent: str | None = None,
         host_resolver_rules: str = SERVICE_HOST_RULES,
         resolver: Resolver = system_resolve,
+        max_body_bytes: int = FetchConfig.max_body_bytes,
     ) -> None:
-        """`resolver` replaces the system DNS lookup of the egress proxy (tests)."""
+        """`resolver` replaces the system DNS lookup of the egress proxy (tests). A rendered page's HTML and each
+        action's result may be at most `max_body_bytes` ([fetch] max_body_bytes), as a fetched body."""
         fixes.apply_connection_patches()
         self._config = config
+        self._max_body_bytes = max_body_bytes
         self._policy = policy
         self._user_agent = user_agent
         self._rules = host_resolver_rules
@@ -171,8 +180,11 @@ class BrowserPool:
         running = await self._lease()
         try:
             return await fixes.guarded(self._render_on(running, request), [running.lost])
+        except asyncio.CancelledError:
+            self._in_background(self._check_alive(running))
+            raise
         except Exception as exc:
-            error = _explain(exc, running.lost, request.url)
+            error = explain(exc, running.lost, request.url)
             if error is exc:
                 raise
             raise error from exc
@@ -182,6 +194,7 @@ class BrowserPool:
     async def _render_on(self, running: _Running, request: RenderRequest) -> RenderResult:
         context = await running.browser.createIncognitoBrowserContext()
         try:
+            await fixes.deny_downloads(context)
             page, crashed = await fixes.open_page(context)
             self._count_page(+1)
             try:
@@ -197,14 +210,18 @@ class BrowserPool:
         self._stats["pages_open_peak"] = max(self._stats["pages_open_peak"], self._stats["pages_open"])
 
     async def _drive(self, page: Page, request: RenderRequest) -> RenderResult:
+        refused = unsendable_header(request.headers)
+        if refused is not None:
+            raise refused
         since = self._proxy.refusals  # refusals of this render's documents come after it
 
         def refusal(host: str, port: int) -> BlockedAddress | None:
             return self._proxy.refusal(host, port, after=since)
 
         guard = RequestGuard(self._policy, request.block, page.mainFrame._id, refusal)
-        await fixes.intercept_requests(page, guard.decide)
-        await self._prepare(page, request)
+        scope = CredentialScope(request.url, request.headers)
+        await fixes.intercept_requests(page, guard.decide, scope.headers_for)
+        await self._prepare(page, request, scope.others)
         try:
             response = await fixes.goto(page, request.url, request.wait_until)
         except PyppeteerError:
@@ -212,24 +229,42 @@ class BrowserPool:
             raise
         guard.raise_if_document_blocked()
         if request.wait_for:
-            await page.waitForSelector(request.wait_for, timeout=0)
+            try:
+                await page.waitForSelector(request.wait_for, timeout=0)
+            except PyppeteerError as exc:
+                error = bad_selector(exc, request.wait_for)
+                if error is None:
+                    raise
+                raise error from exc
         if request.wait_ms:
             await asyncio.sleep(request.wait_ms / 1000)
-        outcomes, shots = await run_actions(page, request.actions, guard)
-        return await capture(page, request, response, outcomes, shots)
+        outcomes, shots = await run_actions(page, request.actions, guard, self._max_body_bytes)
+        return await capture(page, request, response, outcomes, shots, self._max_body_bytes)
 
-    async def _prepare(self, page: Page, request: RenderRequest) -> None:
+    async def _prepare(self, page: Page, request: RenderRequest, headers: dict[str, str]) -> None:
+        """Apply the job's settings; `headers` go with every request (the credentials are added per request)."""
         user_agent = request.user_agent or self._user_agent
+        viewport = {"width": request.viewport[0], "height": request.viewport[1]} if request.viewport else None
+        cookies = [{"url": request.url, **c} if "domain" not in c else c for c in request.cookies]
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         if user_agent:
-            await page.setUserAgent(user_agent)
-        if request.headers:
-            await page.setExtraHTTPHeaders(request.headers)
-        if request.viewport:
-            await page.setViewport({"width": request.viewport[0], "height": request.viewport[1]})
-        if request.cookies:
-            await page.setCookie(*({"url": request.url, **c} if "domain" not in c else c for c in request.cookies))
+            steps.append(("user_agent", lambda: page.setUserAgent(user_agent)))
+        if headers:
+            steps.append(("headers", lambda: page.setExtraHTTPHeaders(headers)))
+        if viewport:
+            steps.append(("viewport", lambda: page.setViewport(viewport)))
+        if cookies:
+            steps.append(("cookies", lambda: page.setCookie(*cookies)))
+        for what, step in steps:
+            try:
+                await step()
+            except PyppeteerError as exc:
+                error = refused_setting(exc, what)
+                if error is None:
+                    raise
+                raise error from exc
 
-    # -- the browser's life: lazy launch, leases, recycling, crash ----------------------------------------
+    # -- the browser's life: lazy launch, leases, recycling, crash, hang ----------------------------------
 
     async def _lease(self) -> _Running:
         async with self._lease_lock:
@@ -271,6 +306,19 @@ class BrowserPool:
         self._stats["launches"] += 1
         self._crashed = False
         return running
+
+    async def _check_alive(self, running: _Running) -> None:
+        """Replace a browser that no longer answers, as if it had crashed: a stopped or wedged Chromium never
+        exits, so every later render would time out on it too."""
+        if running.lost.done() or self._closed:
+            return
+        try:
+            await asyncio.wait_for(running.browser.version(), _ALIVE_CHECK_TIMEOUT_S)
+        except TimeoutError:
+            self._on_lost(running, f"Chromium did not answer for {_ALIVE_CHECK_TIMEOUT_S:g} s")
+            running.process.kill_group()  # SIGKILL ends a stopped process too; no graceful close to wait for
+        except Exception:
+            pass  # the connection is gone: the disconnect has reported it already
 
     def _on_lost(self, running: _Running, reason: str) -> None:
         if running.lost.done():
@@ -314,14 +362,3 @@ class BrowserPool:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _explain(exc: Exception, lost: asyncio.Future[str], url: str) -> Exception:
-    """The JobError a failed render raises: a lost browser or a crashed page wins over what it caused."""
-    if lost.done():
-        return BrowserCrashed(f"the browser went away during the render: {lost.result()}")
-    if isinstance(exc, fixes.Interrupted):
-        return BrowserCrashed(f"the page crashed during the render: {exc.reason}")
-    if isinstance(exc, PyppeteerError | ConnectionError):
-        return BrowserError(f"rendering {url} failed: {exc}")
-    return exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from pyppeteer.errors import PyppeteerError
@@ -11,14 +12,18 @@ from pyppeteer.page import Page
 
 from litejobs import pyppeteer_fixes as fixes
 from litejobs.browser_guard import RequestGuard
-from litejobs.errors import ActionFailed
+from litejobs.errors import ActionFailed, BodyTooLarge
 from litejobs.render_request import RenderRequest, RenderResult
 
 
 async def run_actions(
-    page: Page, actions: list[dict[str, Any]], guard: RequestGuard
+    page: Page, actions: list[dict[str, Any]], guard: RequestGuard, max_result_bytes: int
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Run the interact steps in order; the first failure raises ActionFailed naming its index and type."""
+    """Run the interact steps in order; the first failure raises ActionFailed naming its index and type.
+
+    A result over max_result_bytes (the fetch's max_body_bytes, as UTF-8 JSON) fails with BodyTooLarge, as
+    a page that large does: it would be stored whole otherwise.
+    """
     outcomes: list[dict[str, Any]] = []
     shots: list[bytes] = []
     for index, action in enumerate(actions):
@@ -31,8 +36,19 @@ async def run_actions(
         except (ValueError, TypeError, PyppeteerError) as exc:
             raise ActionFailed(f"action {index} ({kind}): {exc}") from exc
         guard.raise_if_document_blocked()
+        if extra and "result" in extra:
+            _check_size(f"action {index} ({kind}): its result", _json_size(extra["result"]), max_result_bytes)
         outcomes.append({"index": index, "type": kind, "ok": True, **(extra or {})})
     return outcomes, shots
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(errors="replace"))
+
+
+def _check_size(what: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise BodyTooLarge(f"{what} is {size} bytes, more than the {limit}-byte limit (fetch.max_body_bytes)")
 
 
 def _arg(action: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -117,12 +133,22 @@ _STEPS = {
 
 
 async def capture(
-    page: Page, request: RenderRequest, response: Response | None, outcomes: list[dict[str, Any]], shots: list[bytes]
+    page: Page,
+    request: RenderRequest,
+    response: Response | None,
+    outcomes: list[dict[str, Any]],
+    shots: list[bytes],
+    max_html_bytes: int,
 ) -> RenderResult:
-    """The page as the render leaves it: HTML, the navigation's status and headers, the captures asked for."""
+    """The page as the render leaves it: HTML, the navigation's status and headers, the captures asked for.
+
+    HTML over max_html_bytes (UTF-8) fails with BodyTooLarge, as a fetched body that large does.
+    """
     headers = dict(response.headers) if response is not None else {}
+    html = await page.content()
+    _check_size(f"the rendered page at {page.url}", len(html.encode(errors="replace")), max_html_bytes)
     return RenderResult(
-        html=await page.content(),
+        html=html,
         final_url=page.url,
         status_code=response.status if response is not None else 0,
         headers=headers,

@@ -1,4 +1,5 @@
-"""RequestGuard: decides each request a rendered page makes: blocked resource types, then the network policy."""
+"""RequestGuard and CredentialScope: decide each request a rendered page makes (blocked resource types, then the
+network policy) and which of them carry the job's credentials."""
 
 from __future__ import annotations
 
@@ -85,3 +86,51 @@ class RequestGuard:
             if refusal is not None:
                 self.blocked_document = refusal
                 raise refusal
+
+
+#: what the fetcher drops on a redirect to another origin (litejobs.fetcher), lowercased
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme in ("https", "wss") else 80)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class CredentialScope:
+    """The job's credential headers, sent with the requests to the job URL's origin and with no other.
+
+    Extra HTTP headers set on a page go with every request it makes: after a redirect to another origin,
+    and to every third-party image, script and fetch(). So the credentials are kept out of them and added
+    per request instead, when the request is paused for the RequestGuard. A redirect hop to another origin
+    is a new request: Chromium does not carry headers added this way over to it.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self._origin = _origin(url)
+        self.credentials = {name: value for name, value in headers.items() if name.lower() in CREDENTIAL_HEADERS}
+        #: the job's other headers, which every request may carry (as the fetcher sends them after a redirect)
+        self.others = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
+
+    def headers_for(self, request: dict[str, Any]) -> list[dict[str, str]] | None:
+        """The request's headers plus the credentials if it goes to the job's origin; None: send it as it is.
+
+        A Cookie header of the job's comes before the cookies Chromium's jar adds for the URL.
+        """
+        if not self.credentials or _origin(request["url"]) != self._origin:
+            return None
+        headers = dict(request.get("headers") or {})
+        names = {name.lower(): name for name in headers}
+        for name, value in self.credentials.items():
+            present = names.get(name.lower())
+            if present is not None and name.lower() == "cookie":
+                headers[present] = f"{value}; {headers[present]}"
+            else:
+                headers.pop(present or name, None)
+                headers[name] = value
+        return [{"name": name, "value": value} for name, value in headers.items()]

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "litejobs.logs": 1,
     "litejobs.browser": 1,
     "litejobs.browser_actions": 1,
+    "litejobs.browser_errors": 1,
     "litejobs.browser_guard": 1,
     "litejobs.chromium": 1,
     "litejobs.egress_proxy": 1,

@@ -28,7 +28,7 @@ from litejobs.browser import (
     find_chromium,
 )
 from litejobs.config import BrowserConfig
-from litejobs.errors import ActionFailed, BlockedAddress, BrowserCrashed, BrowserUnavailable
+from litejobs.errors import ActionFailed, BlockedAddress, BodyTooLarge, BrowserCrashed, BrowserUnavailable
 
 pytestmark = pytest.mark.browser
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine")
@@ -455,6 +455,24 @@ def test_cancelling_a_render_closes_its_page_within_two_seconds(run: Run, site: 
     assert returned_s < 2.0 and connection_closed_s < 2.0
     assert pool.state()["pages_open"] == 0
     assert "Hello injected" in run(pool.render(RenderRequest(site.url("/"), wait_for="#content"))).html
+
+
+@needs_chromium
+def test_html_or_an_action_result_over_max_body_bytes_fails_body_too_large(run: Run, site: Site) -> None:
+    def result_of(length: int) -> list[dict[str, Any]]:
+        return [{"type": "evaluate", "script": f"'y'.repeat({length})"}]
+
+    async def renders() -> None:
+        async with BrowserPool(
+            BrowserConfig(), make_policy(), host_resolver_rules=TEST_RULES, max_body_bytes=300
+        ) as pool:
+            assert "tall" in (await pool.render(RenderRequest(site.url("/tall"), actions=result_of(250)))).html
+            with pytest.raises(BodyTooLarge, match=r"the rendered page at .* is \d+ bytes, more than the 300-byte"):
+                await pool.render(RenderRequest(site.url("/")))
+            with pytest.raises(BodyTooLarge, match=r"action 0 \(evaluate\): its result is 302 bytes"):
+                await pool.render(RenderRequest(site.url("/tall"), actions=result_of(300)))
+
+    run(renders())
 
 
 # -- the network policy --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from litejobs.browser import LOOPBACK_ONLY_RULES, SERVICE_HOST_RULES, BrowserPoo
 from litejobs.chromium import WEBRTC_PROXIED_ONLY, chromium_args, spawn_chromium
 from litejobs.config import BrowserConfig
 from litejobs.egress_proxy import EgressProxy, HostRules
-from litejobs.errors import BlockedAddress, BrowserError
+from litejobs.errors import BlockedAddress, NetworkError
 from litejobs.netpolicy import NetworkPolicy
 from tests.support import LoopThread, ServerThread, TargetSite, make_config
 
@@ -435,7 +435,7 @@ def test_chromium_hands_the_proxy_names_for_http_https_and_ws() -> None:
         names = {name: ["127.0.0.1"] for name in ("page.test", "ws.test", "img.test", "tls.test")}
         async with pool_with(POLICY, resolving(names, calls)) as pool:
             result = await pool.render(RenderRequest(f"http://page.test:{port}/", wait_for="#done"))
-            with pytest.raises(BrowserError):  # no TLS on that port: what matters is where Chromium went
+            with pytest.raises(NetworkError):  # no TLS on that port: what matters is where Chromium went
                 await pool.render(RenderRequest(f"https://tls.test:{port}/", timeout_s=10))
         await site.cleanup()
         assert '<p id="state">open</p>' in result.html
@@ -528,7 +528,7 @@ def test_rules_that_drop_every_name_but_one_still_let_chromium_reach_the_proxy()
         rules = "MAP * ~NOTFOUND, EXCLUDE localhost"
         async with BrowserPool(BrowserConfig(), POLICY, host_resolver_rules=rules) as pool:
             result = await pool.render(RenderRequest(f"http://localhost:{port}/"))
-            with pytest.raises(BrowserError):  # the proxy applies the rules: 127.0.0.1 is not excluded for pages
+            with pytest.raises(NetworkError):  # the proxy applies the rules: 127.0.0.1 is not excluded for pages
                 await pool.render(RenderRequest(f"http://127.0.0.1:{port}/", timeout_s=10))
         await site.cleanup()
         assert '<p id="ok">ok</p>' in result.html and hits["/"] == 1

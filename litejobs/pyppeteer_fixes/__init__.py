@@ -18,7 +18,12 @@ Pitfall numbers are the notes'. The fixes, and where each one lives:
   resolver rules the pool is given. Through the SOCKS5 egress proxy Chromium hands over names it never
   resolves, so the proxy applies those rules (litejobs.egress_proxy.HostRules) before its own lookup, and
   whatever Chromium still looks up itself answers 0.0.0.0 (chromium._RESOLVE_NOTHING).
-- page.goto leaves its navigation watcher pending when navigation fails: `goto` (pages.py).
+- page.goto leaves its navigation watcher pending when navigation fails: `goto` (pages.py), which also keeps
+  the answer of a navigation Chromium refused (NavigationFailed).
+- an unanswered JavaScript dialog stops the page until the render times out: `open_page` answers them
+  (pages.py); `deny_downloads` keeps a page that is a download off the disk.
+- a popup closed before its first navigation commits leaves two of pyppeteer's Browser tasks pending for
+  ever: `apply_connection_patches` replaces Browser._targetDestroyed (connection.py).
 - page.evaluate takes any script containing "=>" for a function: `evaluate_script` (pages.py).
 """
 
@@ -30,7 +35,9 @@ from litejobs.pyppeteer_fixes.connection import (
 )
 from litejobs.pyppeteer_fixes.pages import (
     Interrupted,
+    NavigationFailed,
     close_quietly,
+    deny_downloads,
     evaluate_script,
     goto,
     guarded,
@@ -40,10 +47,12 @@ from litejobs.pyppeteer_fixes.pages import (
 
 __all__ = [
     "Interrupted",
+    "NavigationFailed",
     "apply_connection_patches",
     "close_quietly",
     "connect_browser",
     "consume_exception",
+    "deny_downloads",
     "evaluate_script",
     "goto",
     "guarded",

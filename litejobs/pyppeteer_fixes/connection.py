@@ -1,4 +1,5 @@
-"""pyppeteer's DevTools connection: patched against cancelled calls, opened with connect(), watched for its end."""
+"""pyppeteer's DevTools connection: patched against cancelled calls and lost targets, opened with connect(),
+watched for its end."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pyppeteer
 from pyppeteer import connection as _conn
-from pyppeteer.browser import Browser
+from pyppeteer.browser import Browser, BrowserContext
 
 from litejobs.errors import BrowserError
 
@@ -75,12 +76,50 @@ def _send(self: Any, method: str, params: dict[str, Any] | None = None) -> Any:
 
 
 def apply_connection_patches() -> None:
-    """Make pyppeteer's Connection and CDPSession skip futures whose caller gave up (idempotent)."""
+    """Make pyppeteer's Connection and CDPSession skip futures whose caller gave up, and its Browser let go of
+    targets that close before they are ready (idempotent)."""
     _conn.Connection.send = _send
     _conn.Connection._on_response = _on_response
     _conn.Connection._on_close = _on_close
     _conn.CDPSession._on_closed = _session_on_closed
     _conn.CDPSession._on_message = _session_on_message
+    Browser._targetDestroyed = _target_destroyed
+    Browser._targetInfoChanged = _target_info_changed
+
+
+# -- a popup closed before its first navigation commits left two tasks pending for ever ----------------------
+
+
+async def _target_destroyed(self: Any, event: dict[str, Any]) -> None:
+    """pyppeteer's _targetDestroyed, without waiting for a target that was never initialised.
+
+    A page target is initialised once it has a URL. A popup still loading its first document has none, so
+    pyppeteer's _targetCreated waits for it, and its _targetDestroyed waited for the same future before
+    settling it: both stayed pending until the garbage collector logged "Task was destroyed but it is
+    pending!" for each. Settling it first (False: never initialised) lets _targetCreated end too.
+    """
+    target = self._targets.pop(event["targetId"], None)
+    if target is None:
+        return
+    if not target._isClosedPromise.done():
+        target._isClosedPromise.set_result(None)
+    initialized = target._initializedPromise
+    if not initialized.done():
+        initialized.set_result(False)
+        return
+    if initialized.result():
+        self.emit(Browser.Events.TargetDestroyed, target)
+        target.browserContext.emit(BrowserContext.Events.TargetDestroyed, target)
+    target._initializedCallback(False)
+
+
+_original_target_info_changed = Browser._targetInfoChanged
+
+
+async def _target_info_changed(self: Any, event: dict[str, Any]) -> None:
+    """pyppeteer's _targetInfoChanged, quiet about a target that is already gone (it raised, unawaited)."""
+    if event["targetInfo"]["targetId"] in self._targets:
+        await _original_target_info_changed(self, event)
 
 
 def consume_exception(task: asyncio.Future[Any]) -> None:

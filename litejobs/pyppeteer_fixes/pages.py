@@ -1,4 +1,4 @@
-"""Page calls pyppeteer gets wrong against Chromium 156: crashes, navigation, evaluate, request interception."""
+"""Page calls pyppeteer gets wrong against Chromium 156: crashes, dialogs, navigation, evaluate, interception."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 
 from pyppeteer import helper
 from pyppeteer.browser import BrowserContext
+from pyppeteer.dialog import Dialog
 from pyppeteer.errors import PageError
 from pyppeteer.navigator_watcher import NavigatorWatcher
-from pyppeteer.network_manager import NetworkManager, Response
+from pyppeteer.network_manager import NetworkManager, Request, Response
 from pyppeteer.page import Page
 
 from litejobs.pyppeteer_fixes.connection import consume_exception
@@ -37,6 +38,7 @@ async def open_page(context: BrowserContext) -> tuple[Page, asyncio.Future[Excep
     """A new page with its 'error' listener attached at once, and a future that resolves if it crashes.
 
     pyee raises an 'error' event nobody listens to inside pyppeteer's receive loop, which then dies.
+    JavaScript dialogs are answered at once (see `_answer_dialogs`).
     """
     page = await context.newPage()
     crashed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
@@ -46,7 +48,33 @@ async def open_page(context: BrowserContext) -> tuple[Page, asyncio.Future[Excep
             crashed.set_result(exc)
 
     page.on("error", on_error)
+    _answer_dialogs(page)
     return page, crashed
+
+
+def _answer_dialogs(page: Page) -> None:
+    """Dismiss every alert, confirm and prompt (false, null), and accept every beforeunload.
+
+    Nobody is there to click: an open dialog stops the page's scripts, its load event and every later call
+    on it until the render times out. Accepting beforeunload lets a navigation the page asks for go ahead.
+    """
+    answering: set[asyncio.Task[None]] = set()
+
+    def on_dialog(dialog: Dialog) -> None:
+        answer = dialog.accept() if dialog.type == Dialog.Type.BeforeUnload else dialog.dismiss()
+        task = asyncio.ensure_future(answer)
+        answering.add(task)
+        task.add_done_callback(answering.discard)
+        task.add_done_callback(consume_exception)  # the page may close before the answer arrives
+
+    page.on("dialog", on_dialog)
+
+
+async def deny_downloads(context: BrowserContext) -> None:
+    """Make Chromium refuse downloads in `context`: a page that is a download must not write to the disk."""
+    await context._browser._connection.send(
+        "Browser.setDownloadBehavior", {"behavior": "deny", "browserContextId": context._id}
+    )
 
 
 async def guarded(call: Awaitable[T], stops: Iterable[asyncio.Future[Any]], *, grace_s: float = 2.0) -> T:
@@ -87,21 +115,36 @@ async def close_quietly(closing: Awaitable[Any], timeout_s: float) -> None:
 # -- page.goto leaves its watcher task pending forever when navigation fails or is cancelled --------------
 
 
+class NavigationFailed(PageError):
+    """Chromium could not load the page; `response` is what the server answered, if it answered."""
+
+    def __init__(self, message: str, response: Response | None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
 async def goto(page: Page, url: str, wait_until: str) -> Response | None:
     """page.goto(url, waitUntil=wait_until, timeout=0) that always disposes of its navigation watcher.
 
     Otherwise each failed, blocked or cancelled navigation ends as "Task was destroyed but it is pending!".
+    A navigation Chromium refuses raises NavigationFailed, which keeps the answer that made it refuse (a
+    download, a 204) so the error can name it.
     """
     frame = page.mainFrame
     requests: dict[str, Any] = {}
-    listener = helper.addEventListener(
-        page._networkManager, NetworkManager.Events.Request, lambda request: requests.setdefault(request.url, request)
-    )
+    documents: list[Request] = []
+
+    def on_request(request: Request) -> None:
+        requests.setdefault(request.url, request)
+        if request.isNavigationRequest() and request.frame is frame:
+            documents.append(request)
+
+    listener = helper.addEventListener(page._networkManager, NetworkManager.Events.Request, on_request)
     watcher = NavigatorWatcher(page._frameManager, frame, 0, {"waitUntil": wait_until})
     try:
         error = await page._navigate(url, page._networkManager.extraHTTPHeaders().get("referer", ""))
         if error is not None:
-            raise PageError(error)
+            raise NavigationFailed(error, documents[-1].response if documents else None)
         done, _pending = await watcher.navigationPromise()
         failure = done.pop().exception()
         if failure is not None:
@@ -125,16 +168,29 @@ async def evaluate_script(page: Page, script: str) -> Any:
 # -- pitfall 1: Network.setRequestInterception is gone from Chromium; the Fetch domain replaces it ---------
 
 
-async def intercept_requests(page: Page, decide: Callable[[dict[str, Any]], Awaitable[str | None]]) -> None:
+#: a paused request -> the headers to send it with instead of its own ({name, value} pairs), or None
+HeaderRewrite = Callable[[dict[str, Any]], list[dict[str, str]] | None]
+
+
+def _keep_headers(request: dict[str, Any]) -> list[dict[str, str]] | None:
+    return None
+
+
+async def intercept_requests(
+    page: Page,
+    decide: Callable[[dict[str, Any]], Awaitable[str | None]],
+    rewrite: HeaderRewrite = _keep_headers,
+) -> None:
     """Pause every request of `page` (redirect hops and subresources too) until `decide` answers.
 
     `decide(event)` returns None to let the request go, or a Fetch errorReason such as "BlockedByClient".
+    A request let go is sent with the headers `rewrite(event["request"])` returns, if it returns any.
     """
     client = page._client
     pending: set[asyncio.Task[None]] = set()
 
     def on_paused(event: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(_settle(client, event, decide))
+        task = asyncio.ensure_future(_settle(client, event, decide, rewrite))
         pending.add(task)
         task.add_done_callback(pending.discard)
 
@@ -142,15 +198,26 @@ async def intercept_requests(page: Page, decide: Callable[[dict[str, Any]], Awai
     await client.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
 
 
-async def _settle(client: Any, event: dict[str, Any], decide: Callable[..., Awaitable[str | None]]) -> None:
+async def _settle(
+    client: Any, event: dict[str, Any], decide: Callable[..., Awaitable[str | None]], rewrite: HeaderRewrite
+) -> None:
+    request_id = event["requestId"]
+    headers: list[dict[str, str]] | None = None
     try:
         reason = await decide(event)
+        headers = None if reason else rewrite(event["request"])
     except Exception:
         reason = "Failed"  # fail closed: an unexpected error must not let a request through unchecked
     try:
         if reason:
-            await client.send("Fetch.failRequest", {"requestId": event["requestId"], "errorReason": reason})
+            await client.send("Fetch.failRequest", {"requestId": request_id, "errorReason": reason})
+        elif headers is not None:
+            await client.send("Fetch.continueRequest", {"requestId": request_id, "headers": headers})
         else:
-            await client.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+            await client.send("Fetch.continueRequest", {"requestId": request_id})
     except Exception:
-        pass  # the page closed meanwhile: nothing is left to release
+        if headers is None:
+            return  # the page closed meanwhile: nothing is left to release
+        # Chromium refused the headers ("Unsafe header"): fail the request rather than leave it paused
+        with contextlib.suppress(Exception):
+            await client.send("Fetch.failRequest", {"requestId": request_id, "errorReason": "Failed"})
