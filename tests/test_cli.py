@@ -154,3 +154,20 @@ def _read_some(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:  # EIO once the other end is closed and drained
         return b""
+
+
+def test_submit_wait_under_a_rate_limit_waits_it_out_and_submits_once(
+    tmp_path_factory: pytest.TempPathFactory, site: TargetSite
+) -> None:
+    folder = tmp_path_factory.mktemp("rate")
+    (folder / "rate.toml").write_text('[auth]\nkeys = ["k1"]\nrate_per_s = 1\n')
+    limited = ServerProcess(folder / "rate.db", "--config", str(folder / "rate.toml"))
+    try:
+        # the wait's first request comes within the second of the submit, and the result's after it: 429s
+        waited = litejobs(limited, "submit", site.url("/doc"), "--wait", "--api-key", "k1")
+        listed = litejobs(limited, "ls", "--json", "--api-key", "k1")
+    finally:
+        limited.terminate()
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.startswith("# Title") and waited.stderr.splitlines()[-1].endswith(" completed")
+    assert [job["status"] for job in json.loads(listed.stdout)] == ["completed"]

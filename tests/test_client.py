@@ -380,8 +380,8 @@ def test_queue_full_and_rate_limited_carry_retry_after(tmp_path: Path) -> None:
     with ServerThread(make_config(tmp_path, queue={"max_depth": 1}, auth={"keys": ["k"], "rate_per_s": 1})) as server:
         client = Client(server.base_url, "k")
         client.submit("fetch", {"url": "http://127.0.0.1:9/"}, delay_s=600)
-        with pytest.raises(errors.RateLimited) as limited:
-            client.stats()
+        with pytest.raises(errors.RateLimited) as limited:  # a read would wait it out; a submit is not resent
+            client.submit("fetch", {"url": "http://127.0.0.1:9/"}, delay_s=600)
         limited_retry_s = limited.value.retry_after_s
         time.sleep(limited_retry_s or 1.0)
         with pytest.raises(errors.QueueFull) as full:
@@ -393,3 +393,113 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_s("3") == 3.0
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert retry_after_s(None) is None and retry_after_s("soon") is None
+
+
+def rate_limited_server(tmp_path: Path, rate_per_s: float = 1) -> ServerThread:
+    """A server that lets key `k` make `rate_per_s` requests a second, answering `429` past them."""
+    return ServerThread(make_config(tmp_path, auth={"keys": ["k"], "rate_per_s": rate_per_s}))
+
+
+def spend_the_rate_limit(client: Client) -> None:
+    """Takes the one request a second `k` may make, so that the next is rate-limited."""
+    with contextlib.suppress(errors.RateLimited):
+        client.stats()
+
+
+def test_the_sync_client_waits_out_rate_limits_while_waiting_and_reading(tmp_path: Path, site: TargetSite) -> None:
+    with rate_limited_server(tmp_path) as server:
+        client = Client(server.base_url, "k")
+        job = client.submit("fetch", {"url": site.add_html("/doc", PAGE)})
+        done = client.wait(job["job_id"])  # its first poll comes within the second of the submit: 429
+        result = client.result(job["job_id"])
+        statuses = [event.job["status"] for event in client.events(job["job_id"])]
+    assert done["status"] == "completed" and "Body text" in result["outputs"]["markdown"]
+    assert statuses == ["completed"]
+
+
+def test_the_async_client_waits_out_rate_limits_on_its_streams_and_reads(tmp_path: Path, site: TargetSite) -> None:
+    url = site.add_html("/doc", PAGE)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        async with AsyncClient(server.base_url, "k") as client:
+            job = await client.submit("fetch", {"url": url})
+            done = await client.wait(job["job_id"])  # its stream opens within the second of the submit: 429
+            result = await client.result(job["job_id"])
+            statuses = [event.job["status"] async for event in client.events(job["job_id"])]
+            return done, result, statuses
+
+    with rate_limited_server(tmp_path) as server:
+        done, result, statuses = asyncio.run(scenario())
+    assert done["status"] == "completed" and "Body text" in result["outputs"]["markdown"]
+    assert statuses == ["completed"]
+
+
+def test_a_rate_limited_submit_is_sent_again_only_under_an_idempotency_key(tmp_path: Path) -> None:
+    with rate_limited_server(tmp_path) as server:
+        client = Client(server.base_url, "k")
+        spend_the_rate_limit(client)
+        started = time.monotonic()
+        with pytest.raises(errors.RateLimited) as limited:
+            client.submit("fetch", {"url": "http://127.0.0.1:9/"}, delay_s=600)
+        refused_after_s = time.monotonic() - started
+        job = client.submit("fetch", {"url": "http://127.0.0.1:9/"}, delay_s=600, idempotency_key="one")
+
+        async def async_batch() -> list[dict[str, Any]]:
+            async with AsyncClient(server.base_url, "k") as client:
+                batch = [{"input": {"url": "http://127.0.0.1:9/b"}, "delay_s": 600}]
+                return await client.submit_batch(batch, idempotency_key="two")  # type: ignore[no-any-return]
+
+        [batched] = asyncio.run(async_batch())
+        listed = [found["job_id"] for found in client.list()]
+    assert limited.value.status == 429 and refused_after_s < 0.5  # type: ignore[attr-defined]
+    assert listed == [batched["job_id"], job["job_id"]]
+
+
+def test_a_rate_limit_longer_than_the_caller_waits_is_raised_at_once(tmp_path: Path) -> None:
+    with rate_limited_server(tmp_path) as server:
+        client = Client(server.base_url, "k")
+        job = client.submit("fetch", {"url": "http://127.0.0.1:9/"}, delay_s=600, idempotency_key="one")
+        started = time.monotonic()
+        with pytest.raises(errors.RateLimited):  # Retry-After: 1, past the wait's timeout
+            client.wait(job["job_id"], timeout_s=0.3)
+        refused_after_s = time.monotonic() - started
+    with rate_limited_server(tmp_path / "slow", rate_per_s=0.01) as server:
+        client = Client(server.base_url, "k")
+        spend_the_rate_limit(client)
+        with pytest.raises(errors.RateLimited) as limited:  # Retry-After: 100, past MAX_RETRY_AFTER_S
+            client.get(job["job_id"])
+    assert refused_after_s < 0.3 and limited.value.retry_after_s == 100
+
+
+def silent_stream(site: TargetSite, silence_s: float) -> list[str | None]:
+    """/v1/jobs/job_x/events sends `active`, says nothing for `silence_s` (less than the server's 15 s
+    keep-alive interval), then sends `completed`; a reconnect gets `completed` at once. Returns the
+    Last-Event-ID of each connection."""
+    resumed_from: list[str | None] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        resumed_from.append(request.headers.get("Last-Event-ID"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        resumed = request.headers.get("Last-Event-ID") is not None
+        for job in [fake_job("active", 100), fake_job("completed", 200)][resumed:]:
+            await resp.write(f"id: {job['updated_at']}\nevent: status\ndata: ".encode())
+            await resp.write(web.json_response(job).body + b"\n\n")  # type: ignore[operator]
+            if job["status"] == "active":
+                await asyncio.sleep(silence_s)
+        return resp
+
+    site.add("/v1/jobs/job_x/events", events)
+    return resumed_from
+
+
+def test_events_wait_out_a_silence_longer_than_the_request_timeout(site: TargetSite) -> None:
+    resumed_from = silent_stream(site, silence_s=1.5)
+    statuses = [event.job["status"] for event in Client(site.base_url, timeout_s=0.5).events("job_x")]
+
+    async def async_events() -> list[str]:
+        async with AsyncClient(site.base_url, timeout_s=0.5) as client:
+            return [event.job["status"] async for event in client.events("job_x")]
+
+    assert statuses == ["active", "completed"] and resumed_from == [None]
+    assert asyncio.run(async_events()) == ["active", "completed"] and resumed_from == [None, None]

@@ -4,8 +4,9 @@ Both have the same methods and raise the same typed errors: each error code of t
 in litejobs.errors, and a server that cannot be reached is `ServerUnreachable`. This package imports
 only litejobs.jobs and litejobs.errors from litejobs, so it can be lifted out with them.
 
-    errors.py   ServerUnreachable, RemoteError; the error answer → exception mapping, Retry-After
-    sse.py      Event, the text/event-stream parser, a stream followed across reconnects
+    errors.py   ServerUnreachable, RemoteError; the error answer → exception mapping, Retry-After, and
+                RateLimitPatience: which calls wait out `429 rate_limited`, how long
+    sse.py      Event, the text/event-stream parser, a stream followed across reconnects, its read timeout
     urls.py     the default server URL, job paths, query strings
     waiting.py  waiting for a job: terminal states, long-poll budget, change notices
     transport.py  Client's urllib opener, which reads an answer the server sent before it read the body
@@ -13,11 +14,11 @@ only litejobs.jobs and litejobs.errors from litejobs, so it can be lifted out wi
     aio.py      AsyncClient
 """
 
-from litejobs.client.aio import STREAM_READ_S as STREAM_READ_S
 from litejobs.client.aio import AsyncClient
 from litejobs.client.errors import RemoteError, ServerUnreachable
 from litejobs.client.errors import api_error as api_error
 from litejobs.client.errors import retry_after_s as retry_after_s
+from litejobs.client.sse import STREAM_READ_S as STREAM_READ_S
 from litejobs.client.sse import Event
 from litejobs.client.sse import SseParser as SseParser
 from litejobs.client.sync import Client

@@ -11,13 +11,11 @@ from typing import Any
 
 import aiohttp
 
-from litejobs.client.errors import ServerUnreachable, api_error
-from litejobs.client.sse import Event, Follow, SseParser
-from litejobs.client.urls import DEFAULT_URL, job_path, query_string
+from litejobs import errors
+from litejobs.client.errors import RateLimitPatience, ServerUnreachable, api_error, patience_for
+from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
+from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
 from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
-
-#: an event stream sends a keep-alive every 15 s; three missed ones mean the stream is dead
-STREAM_READ_S = 45.0
 
 
 class AsyncClient:
@@ -58,28 +56,58 @@ class AsyncClient:
 
     @contextlib.asynccontextmanager
     async def _send(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, stream: bool = False
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        patience: RateLimitPatience | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The answer to a request, sent again after each Retry-After that `patience` waits out (by
+        default: reads, and writes under an Idempotency-Key); an error answer raises its exception."""
+        patience = patience or patience_for(method, headers)
+        try:
+            while True:
+                try:
+                    resp = await self._answer(method, path, body, headers, stream)
+                    break
+                except errors.RateLimited as exc:
+                    await asyncio.sleep(patience.pause_s(exc))
+            async with resp:
+                yield resp
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnreachable(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+
+    async def _answer(
+        self, method: str, path: str, body: Any, headers: dict[str, str] | None, stream: bool
+    ) -> aiohttp.ClientResponse:
+        """The response to one request, its body unread; an error answer is read and raised as its exception."""
         sent = {"Accept": "application/json", **(headers or {})}
         if self.api_key:
             sent["Authorization"] = f"Bearer {self.api_key}"
         session = self._session_in_use()
         # a stream may last for ever: only its silences are limited
         timeout = aiohttp.ClientTimeout(total=None, sock_read=STREAM_READ_S) if stream else session.timeout
-        try:
-            async with session.request(method, self.base_url + path, json=body, headers=sent, timeout=timeout) as resp:
-                if resp.status >= 400:
-                    try:
-                        payload = json.loads(await resp.read() or b"null")
-                    except ValueError:
-                        payload = None
-                    raise api_error(resp.status, payload, resp.headers.get("Retry-After"))
-                yield resp
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnreachable(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+        resp = await session.request(method, self.base_url + path, json=body, headers=sent, timeout=timeout)
+        if resp.status < 400:
+            return resp
+        async with resp:
+            try:
+                payload = json.loads(await resp.read() or b"null")
+            except ValueError:
+                payload = None
+        raise api_error(resp.status, payload, resp.headers.get("Retry-After"))
 
-    async def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        async with self._send(method, path, body, headers) as resp:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        patience: RateLimitPatience | None = None,
+    ) -> Any:
+        async with self._send(method, path, body, headers, patience=patience) as resp:
             return json.loads(await resp.read() or b"null")
 
     async def submit(self, kind: str, input: dict[str, Any], idempotency_key: str | None = None, **options: Any) -> Any:
@@ -101,7 +129,7 @@ class AsyncClient:
         longer than one request of this client can hold is spread over several long-polls."""
         if wait_s > self._longest_poll_s():
             return await self._long_poll(job_id, time.monotonic() + wait_s, Watch(None))
-        return await self.request("GET", job_path(job_id) + (f"?wait={wait_s:.3f}" if wait_s > 0 else ""))
+        return await self.request("GET", poll_path(job_id, wait_s))
 
     async def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
         """The job once terminal, or as it is when `timeout_s` passes. Follows the job's event stream;
@@ -110,7 +138,8 @@ class AsyncClient:
         watch = Watch(on_change)
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._send("GET", job_path(job_id, "/events"), stream=True) as resp:
+                patience = RateLimitPatience(deadline)
+                async with self._send("GET", job_path(job_id, "/events"), stream=True, patience=patience) as resp:
                     parser = SseParser()
                     async for chunk in resp.content.iter_any():
                         for event in parser.feed(chunk):
@@ -119,14 +148,23 @@ class AsyncClient:
         except ServerUnreachable:
             pass  # the stream broke (or never opened): the long-poll below says which
         except TimeoutError:
-            return watch.job or await self.get(job_id)
+            return watch.job or await self.request("GET", job_path(job_id), patience=RateLimitPatience(deadline))
         return await self._long_poll(job_id, deadline, watch)
 
     async def _long_poll(self, job_id: str, deadline: float | None, watch: Watch) -> Any:
         """Long-polls, each answered before this client's request timeout, until the job ends or the deadline."""
         longest_s = self._longest_poll_s()
+        patience = RateLimitPatience(deadline)
         while True:
-            job = watch(await self.get(job_id, wait_s=poll_s(deadline, longest_s)))
+            # a rate limit is waited out here, not in request(): the poll after the pause holds that much less
+            path = poll_path(job_id, poll_s(deadline, longest_s))
+            try:
+                answer = await self.request("GET", path, patience=RateLimitPatience(max_resends=0))
+            except errors.RateLimited as exc:
+                await asyncio.sleep(patience.pause_s(exc))
+                continue
+            patience.answered()
+            job = watch(answer)
             if is_terminal(job) or past(deadline):
                 return job
 

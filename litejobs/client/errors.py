@@ -1,13 +1,21 @@
-"""The client's errors: each error code of the API is its class in litejobs.errors; Retry-After in seconds."""
+"""The client's errors: each error code of the API is its class in litejobs.errors; Retry-After in seconds,
+and how long a call waits out `429 rate_limited` before raising it."""
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from litejobs import errors
+
+#: how many times in a row one call sends a rate-limited request again before raising RateLimited
+MAX_RESENDS = 5
+#: the longest Retry-After a call waits out; past it RateLimited is raised at once, for the caller to plan
+MAX_RETRY_AFTER_S = 30.0
 
 _ERRORS: dict[str, type[errors.ApiError]] = {
     cls.code: cls
@@ -64,3 +72,41 @@ def api_error(status: int, body: Any, retry_after: str | None = None) -> errors.
     if seconds is not None:
         exc.retry_after_s = seconds
     return exc
+
+
+def may_resend(method: str, headers: Mapping[str, str] | None) -> bool:
+    """Whether a rate-limited request may be sent again unasked: a read, or a write under an
+    Idempotency-Key, whose replay the server recognises. Other writes go back to the caller, so that a
+    client never sends one twice on its own and the caller decides when (and whether) it goes in."""
+    return method == "GET" or bool(headers and headers.get("Idempotency-Key"))
+
+
+class RateLimitPatience:
+    """How long one call waits out `429 rate_limited`: each Retry-After up to MAX_RETRY_AFTER_S,
+    `max_resends` times in a row, and never past the caller's `deadline` (time.monotonic())."""
+
+    def __init__(self, deadline: float | None = None, max_resends: int = MAX_RESENDS) -> None:
+        self.deadline = deadline
+        self.max_resends = max_resends
+        self.resends = 0
+
+    def pause_s(self, exc: errors.ApiError) -> float:
+        """The pause before sending the request again; raises `exc` when it is not a rate limit, or
+        when waiting it out would take too long, too often, or past the deadline."""
+        if not isinstance(exc, errors.RateLimited) or self.resends >= self.max_resends:
+            raise exc
+        pause_s = exc.retry_after_s
+        late = self.deadline is not None and time.monotonic() + pause_s > self.deadline
+        if pause_s > MAX_RETRY_AFTER_S or late:
+            raise exc
+        self.resends += 1
+        return pause_s
+
+    def answered(self) -> None:
+        """The request went through: the next rate limit starts a fresh count."""
+        self.resends = 0
+
+
+def patience_for(method: str, headers: Mapping[str, str] | None) -> RateLimitPatience:
+    """The patience of a plain call: none for a write that may not be sent again."""
+    return RateLimitPatience(max_resends=MAX_RESENDS if may_resend(method, headers) else 0)

@@ -10,6 +10,11 @@ from litejobs.client.errors import ServerUnreachable
 from litejobs.client.urls import job_path
 from litejobs.client.waiting import is_terminal
 
+#: the longest silence a followed stream waits out: the server sends a keep-alive every 15 s
+#: (api/events.py KEEPALIVE_S); three missed ones mean the stream is dead. Independent of a client's
+#: request timeout, which is often shorter than the keep-alive interval.
+STREAM_READ_S = 45.0
+
 
 @dataclass(frozen=True)
 class Event:

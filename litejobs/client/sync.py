@@ -10,10 +10,11 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from litejobs.client.errors import ServerUnreachable, api_error
-from litejobs.client.sse import Event, Follow, SseParser
+from litejobs import errors
+from litejobs.client.errors import RateLimitPatience, ServerUnreachable, api_error, patience_for
+from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.transport import build_opener
-from litejobs.client.urls import DEFAULT_URL, job_path, query_string
+from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
 from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
 
 
@@ -23,11 +24,32 @@ class Client:
     def __init__(self, base_url: str = DEFAULT_URL, api_key: str | None = None, timeout_s: float = 75.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        #: per request (each connect and each read); long-polls are kept shorter than it (longest_poll_s)
+        #: per request (each connect and each read); long-polls are kept shorter than it (longest_poll_s);
+        #: event streams wait out silences of STREAM_READ_S instead
         self.timeout_s = timeout_s
         self._opener = build_opener()
 
-    def _open(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        patience: RateLimitPatience | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """The open answer to a request, sent again after each Retry-After that `patience` waits out
+        (by default: reads, and writes under an Idempotency-Key); an error answer raises its exception."""
+        patience = patience or patience_for(method, headers)
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        while True:
+            try:
+                return self._open_once(method, path, body, headers, timeout_s)
+            except errors.RateLimited as exc:
+                time.sleep(patience.pause_s(exc))
+
+    def _open_once(self, method: str, path: str, body: Any, headers: dict[str, str] | None, timeout_s: float) -> Any:
         data = None if body is None else json.dumps(body).encode()
         sent = {"Accept": "application/json", **(headers or {})}
         if data is not None:
@@ -36,15 +58,22 @@ class Client:
             sent["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=sent)
         try:
-            return self._opener.open(req, timeout=self.timeout_s)
+            return self._opener.open(req, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
             with exc:
                 raise api_error(exc.code, _error_body(exc), exc.headers.get("Retry-After")) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
             raise ServerUnreachable(f"cannot reach {self.base_url}: {getattr(exc, 'reason', exc)}") from exc
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        with self._open(method, path, body, headers) as resp:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        patience: RateLimitPatience | None = None,
+    ) -> Any:
+        with self._open(method, path, body, headers, patience=patience) as resp:
             try:
                 return json.loads(resp.read() or b"null")
             except (OSError, http.client.HTTPException) as exc:
@@ -65,7 +94,7 @@ class Client:
         longer than one request of this client can hold is spread over several long-polls."""
         if wait_s > longest_poll_s(self.timeout_s):
             return self._long_poll(job_id, time.monotonic() + wait_s, Watch(None))
-        return self.request("GET", job_path(job_id) + (f"?wait={wait_s:.3f}" if wait_s > 0 else ""))
+        return self.request("GET", poll_path(job_id, wait_s))
 
     def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
         """The job once terminal, or as it is when `timeout_s` passes; long-polls, never a busy loop."""
@@ -75,8 +104,17 @@ class Client:
     def _long_poll(self, job_id: str, deadline: float | None, watch: Watch) -> Any:
         """Long-polls, each answered before this client's request timeout, until the job ends or the deadline."""
         longest_s = longest_poll_s(self.timeout_s)
+        patience = RateLimitPatience(deadline)
         while True:
-            job = watch(self.get(job_id, wait_s=poll_s(deadline, longest_s)))
+            # a rate limit is waited out here, not in request(): the poll after the pause holds that much less
+            path = poll_path(job_id, poll_s(deadline, longest_s))
+            try:
+                answer = self.request("GET", path, patience=RateLimitPatience(max_resends=0))
+            except errors.RateLimited as exc:
+                time.sleep(patience.pause_s(exc))
+                continue
+            patience.answered()
+            job = watch(answer)
             if is_terminal(job) or past(deadline):
                 return job
 
@@ -101,12 +139,13 @@ class Client:
         return self.request("GET", "/v1/stats")
 
     def events(self, job_id: str | None = None) -> Iterator[Event]:
-        """One job's events until it ends, or all of the caller's jobs' for ever; resumes after a break."""
+        """One job's events until it ends, or all of the caller's jobs' for ever; resumes after a break.
+        Silences up to STREAM_READ_S are waited out, whatever this client's request timeout."""
         follow = Follow(job_id)
         while not follow.over:
             broken: ServerUnreachable | None = None
             try:
-                with self._open("GET", follow.path, headers=follow.headers()) as resp:
+                with self._open("GET", follow.path, headers=follow.headers(), timeout_s=STREAM_READ_S) as resp:
                     follow.opened(resp.status)
                     if follow.over:
                         return
