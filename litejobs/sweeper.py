@@ -79,7 +79,10 @@ class Sweeper:
 
     async def recover_once(self, include_dead_local: bool = False) -> Recovered:
         dead = dead_local_owners(await self.store.active_owners(), self.worker_id) if include_dead_local else []
-        recovered = await self.store.recover_expired(self.clock(), self.config.queue.max_recoveries, dead)
+        retention_ms = int(self.config.store.retention_s * 1000)
+        recovered = await self.store.recover_expired(
+            self.clock(), self.config.queue.max_recoveries, dead, retention_ms=retention_ms
+        )
         if recovered.requeued or recovered.failed:
             log.warning(
                 "recovered %d jobs from dead workers (%d requeued, %d failed)",

@@ -84,7 +84,9 @@ def test_a_released_or_lost_attempt_is_numbered_within_its_run(tmp_path: Path, s
             await store.claim(1, "w", T0 + 3, LEASE)
             await store.release([job_id], "w", T0 + 4)  # shutdown: run 2's first attempt is not counted
             await store.claim(1, "w", T0 + 5, LEASE)
-            await store.recover_expired(T0 + 6, 3, ["w"])  # its worker died: attempt 1 of run 2 is lost
+            await store.recover_expired(
+                T0 + 6, 3, ["w"], retention_ms=86_400_000
+            )  # its worker died: attempt 1 of run 2 is lost
             await store.claim(1, "w2", T0 + 7, LEASE)
             await store.finish(job_id, "w2", JobResult(JobState.COMPLETED), T0 + 8, T0 + 10**9)
             return [(a.run, a.number, a.outcome) for a in await store.attempts(job_id)]

@@ -167,8 +167,8 @@ def test_expired_leases_are_recovered_then_poisoned(store_factory: StoreFactory)
         now = T0
         for round_ in range(1, 4):
             [job] = await store.claim(1, "dead", now, LEASE)
-            assert (await store.recover_expired(now + LEASE - 1, 2)).requeued == []
-            recovered = await store.recover_expired(now + LEASE + 1, 2)
+            assert (await store.recover_expired(now + LEASE - 1, 2, retention_ms=86_400_000)).requeued == []
+            recovered = await store.recover_expired(now + LEASE + 1, 2, retention_ms=86_400_000)
             now += LEASE + 2
             if round_ < 3:
                 assert recovered.requeued == [job.id]
@@ -184,10 +184,14 @@ def test_a_lost_job_on_its_last_attempt_fails_as_worker_lost(store_factory: Stor
     async def body(store: Store) -> None:
         await store.submit([spec(max_attempts=1)], T0, 100)
         [job] = await store.claim(1, "dead", T0, LEASE)
-        recovered = await store.recover_expired(T0, 5, dead_owners=["dead"])
+        recovered = await store.recover_expired(T0, 5, dead_owners=["dead"], retention_ms=86_400_000)
         assert recovered.failed == [job.id]
         final = await store.get(job.id)
         assert final is not None and final.error["code"] == "worker_lost"
+        # kept for its retention like any ended job, not deleted by the next sweep
+        assert final.completed_at == T0 and final.expires_at == T0 + 86_400_000
+        assert await store.sweep_expired(T0 + 1000, 100) == []
+        assert await store.get(job.id) is not None
 
     run(store_factory, body)
 
@@ -199,7 +203,7 @@ def test_heartbeat_extends_leases_and_reports_cancelled_jobs(store_factory: Stor
         await store.cancel(b.id, T0, T0)
         alive = await store.heartbeat([a.id, b.id], "w", T0 + 10 * LEASE)
         assert alive == {a.id}
-        assert (await store.recover_expired(T0 + 2 * LEASE, 3)).requeued == []
+        assert (await store.recover_expired(T0 + 2 * LEASE, 3, retention_ms=86_400_000)).requeued == []
 
     run(store_factory, body)
 

@@ -114,8 +114,11 @@ class Store(Protocol):
     async def set_progress(self, job_id: str, progress: dict[str, Any], now_ms: int) -> None: ...
 
     async def recover_expired(
-        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
-    ) -> Recovered: ...
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None, *, retention_ms: int
+    ) -> Recovered:
+        """Requeue (or fail, past their attempts or max_recoveries) active jobs whose lease lapsed or whose
+        worker is in `dead_owners`; a failed one is kept retention_ms after it ends, as any ended job."""
+        ...
 
     async def sweep_expired(self, now_ms: int, limit: int) -> list[str]: ...
 

@@ -21,7 +21,7 @@ class Housekeeping:
         def _changed(self, jobs: Iterable[tuple[str, str]]) -> None: ...
 
     async def recover_expired(
-        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None, *, retention_ms: int
     ) -> Recovered:
         """Any node recovers any node's expired leases; rows another node is recovering are skipped."""
         recovered = Recovered([], [])
@@ -33,14 +33,16 @@ class Housekeeping:
                 dead_owners or [],
             )
             for row in rows:
-                await self._recover_one(conn, row, now_ms, max_recoveries, recovered)
+                await self._recover_one(conn, row, now_ms, max_recoveries, recovered, now_ms + retention_ms)
             if recovered.requeued:
                 await notify_work(conn)
         self._changed((row["id"], row["owner"]) for row in rows)
         return recovered
 
     @staticmethod
-    async def _recover_one(conn: Any, row: Any, now_ms: int, max_recoveries: int, out: Recovered) -> None:
+    async def _recover_one(
+        conn: Any, row: Any, now_ms: int, max_recoveries: int, out: Recovered, expires_at_ms: int
+    ) -> None:
         recoveries = row["recoveries"] + 1
         error = recovery_error(recoveries, row["attempts"], row["max_attempts"], max_recoveries)
         if error is None:
@@ -56,11 +58,12 @@ class Housekeeping:
             return
         await conn.execute(
             "UPDATE jobs SET status = 'failed', recoveries = $1, error = $2, completed_at = $3, updated_at = $3, "
-            "expires_at = $3, lease_until = NULL WHERE id = $4 AND status = 'active'",
+            "expires_at = $5, lease_until = NULL WHERE id = $4 AND status = 'active'",
             recoveries,
             dumps(error),
             now_ms,
             row["id"],
+            expires_at_ms,
         )
         await end_attempt(conn, row["id"], now_ms, "lost", error)
         out.failed.append(row["id"])

@@ -22,7 +22,7 @@ class Housekeeping:
         async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
 
     async def recover_expired(
-        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None, *, retention_ms: int
     ) -> Recovered:
         dead = dead_owners or []
 
@@ -36,7 +36,7 @@ class Housekeeping:
             ).fetchall()
             recovered = Recovered([], [])
             for row in rows:
-                self._recover_one(conn, row, now_ms, max_recoveries, recovered)
+                self._recover_one(conn, row, now_ms, max_recoveries, recovered, now_ms + retention_ms)
             return recovered
 
         return await self._write(op)
@@ -80,7 +80,12 @@ class Housekeeping:
 
     @staticmethod
     def _recover_one(
-        conn: sqlite3.Connection, row: sqlite3.Row, now_ms: int, max_recoveries: int, out: Recovered
+        conn: sqlite3.Connection,
+        row: sqlite3.Row,
+        now_ms: int,
+        max_recoveries: int,
+        out: Recovered,
+        expires_at_ms: int,
     ) -> None:
         recoveries = row["recoveries"] + 1
         error = recovery_error(recoveries, row["attempts"], row["max_attempts"], max_recoveries)
@@ -96,7 +101,7 @@ class Housekeeping:
         conn.execute(
             "UPDATE jobs SET status = 'failed', recoveries = ?, error = ?, completed_at = ?, updated_at = ?, "
             "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active'",
-            (recoveries, dumps(error), now_ms, now_ms, now_ms, row["id"]),
+            (recoveries, dumps(error), now_ms, now_ms, expires_at_ms, row["id"]),
         )
         end_attempt(conn, row["id"], now_ms, "lost", error)
         out.failed.append(row["id"])
