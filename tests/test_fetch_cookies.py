@@ -108,11 +108,18 @@ def test_a_cookie_a_redirect_sets_replaces_the_given_one_of_that_name(
     assert cookie_site.cookies["/login"] == ["sid=old; lang=fr"]
 
 
-@pytest.mark.parametrize("cookie", [{"name": "a", "value": "1\r\nX-Injected: 1"}, {"name": "a\nb", "value": "1"}])
-def test_a_cookie_with_a_line_break_is_refused_before_any_request(
-    server: ServerThread, cookie_site: CookieSite, cookie: dict[str, str]
+@pytest.mark.parametrize(
+    ("cookie", "field"),
+    [
+        ({"name": "a", "value": "1\r\nX-Injected: 1"}, "input.cookies[0].value"),
+        ({"name": "a\nb", "value": "1"}, "input.cookies[0].name"),
+    ],
+)
+def test_a_cookie_with_a_line_break_is_refused_at_submit(
+    server: ServerThread, cookie_site: CookieSite, cookie: dict[str, str], field: str
 ) -> None:
     url = cookie_site.echo("/home")
-    job = fetch_text(server, url, [cookie])
-    assert job["status"] == "failed" and job["error"]["code"] == "fetch_error"
-    assert "invalid cookie" in job["error"]["message"] and "/home" not in cookie_site.cookies
+    resp = server.http.post("/v1/jobs", {"kind": "fetch", "input": {"url": url, "cookies": [cookie]}})
+    assert resp.status == 422, (resp.status, resp.body)
+    assert field in [detail["field"] for detail in resp.json["error"]["details"]]
+    assert "/home" not in cookie_site.cookies

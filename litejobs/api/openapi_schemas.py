@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litejobs.kinds.fetch import BLOCKABLE, METHODS, OUTPUTS, WAIT_UNTIL
+from litejobs.kinds.fetch import BLOCKABLE, OUTPUTS, WAIT_UNTIL
+from litejobs.kinds.fetch_input import METHODS
 
 STR = {"type": "string"}
 NSTR = {"type": ["string", "null"]}

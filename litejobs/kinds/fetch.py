@@ -14,16 +14,22 @@ from litejobs.fetch_cookies import GivenCookie
 from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
+from litejobs.kinds.fetch_input import (
+    BROWSER_OUTPUTS,
+    check_browser_request,
+    check_headers,
+    css_selector_problem,
+    read_cookies,
+)
 
 OUTPUTS = ("html", "markdown", "text", "links", "metadata", "headers", "screenshot", "pdf", "extract")
 DEFAULT_OUTPUT = ("markdown",)
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
 BLOCKABLE = ("images", "fonts", "media", "stylesheets")
 #: outputs made from the parsed tree
 PARSED_OUTPUTS = frozenset({"markdown", "text", "links", "metadata", "extract"})
-#: outputs that only a browser can make
-BROWSER_OUTPUTS = frozenset({"screenshot", "pdf"})
+#: kept back from the job's timeout_s to build and return the result (a fifth of a shorter timeout)
+FINISH_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,10 @@ class FetchParams:
 
 
 def read_fetch_fields(f: Fields, *, force_render: bool = False) -> dict[str, Any]:
-    """The fields shared by fetch, render, interact (and a crawl's per-page options)."""
+    """The fields shared by fetch, render, interact (and a crawl's per-page options).
+
+    What could only fail at run time (a header name that is no HTTP token, a cookie or a `wait_for`
+    Chromium refuses) is refused here, so that a bad input is a 422 at submit, not a failed job."""
     headers = f.str_map("headers", {})
     body = _body(f, headers)
     output = tuple(f.str_list("output", list(DEFAULT_OUTPUT), choices=OUTPUTS) or DEFAULT_OUTPUT)
@@ -68,7 +77,7 @@ def read_fetch_fields(f: Fields, *, force_render: bool = False) -> dict[str, Any
         if "extract" not in output:
             output = (*output, "extract")
     viewport = f.dict("viewport", None)
-    return {
+    values = {
         "url": f.url("url"),
         "method": (f.str("method", "GET") or "GET").upper(),
         "headers": headers or {},
@@ -78,13 +87,17 @@ def read_fetch_fields(f: Fields, *, force_render: bool = False) -> dict[str, Any
         "wait_for": f.str("wait_for", None, max_len=1000),
         "wait_ms": f.int("wait_ms", 0, low=0, high=60_000),
         "block": frozenset(f.str_list("block", [], choices=BLOCKABLE) or ()),
-        "cookies": tuple(_cookies(f)),
+        "cookies": tuple(read_cookies(f)),
         "user_agent": f.str("user_agent", None, max_len=1000),
         "viewport": _viewport(f, viewport),
         "output": output,
         "screenshot_full_page": f.bool("screenshot_full_page", False),
         "extract": schema,
     }
+    check_headers(f, values)
+    if isinstance(values["wait_for"], str) and (problem := css_selector_problem(values["wait_for"])):
+        f.problem("wait_for", problem)
+    return values
 
 
 def _body(f: Fields, headers: dict[str, str] | None) -> bytes | None:
@@ -102,18 +115,6 @@ def _body(f: Fields, headers: dict[str, str] | None) -> bytes | None:
     return None
 
 
-def _cookies(f: Fields) -> list[dict[str, Any]]:
-    raw = f.any("cookies", [])
-    if isinstance(raw, Mapping):
-        raw = [{"name": k, "value": v} for k, v in raw.items()]
-    if not isinstance(raw, list) or not all(
-        isinstance(c, Mapping) and isinstance(c.get("name"), str) and isinstance(c.get("value"), str) for c in raw
-    ):
-        f.problem("cookies", "must be a list of {name, value} objects or an object of name: value")
-        return []
-    return [dict(c) for c in raw]
-
-
 def _viewport(f: Fields, raw: dict[str, Any] | None) -> tuple[int, int] | None:
     if raw is None:
         return None
@@ -127,17 +128,10 @@ def _viewport(f: Fields, raw: dict[str, Any] | None) -> tuple[int, int] | None:
     return (width, height)  # type: ignore[return-value]
 
 
-def _check_method(f: Fields, values: dict[str, Any]) -> None:
-    if values["method"] not in METHODS:
-        f.problem("method", f"must be one of {', '.join(METHODS)}")
-    if values["method"] != "GET" and values["render_js"]:
-        f.problem("method", "rendered pages are loaded with GET; drop render_js or the method")
-
-
 def parse_fetch(raw: Mapping[str, Any], *, force_render: bool = False) -> FetchParams:
     f = Fields(raw, "input")
     values = read_fetch_fields(f, force_render=force_render)
-    _check_method(f, values)
+    check_browser_request(f, values)
     f.finish()
     return FetchParams(**values)
 
@@ -202,6 +196,16 @@ def _given_cookie(cookie: Mapping[str, Any]) -> GivenCookie:
     )
 
 
+def render_budget_s(ctx: KindContext) -> float:
+    """A render's share of the attempt: the job's timeout_s less a moment to answer, so the render stops
+    itself (closing its page, saying why) before the worker's timeout cancels it. Without a budget
+    (a context that has none), [limits] default_timeout_s."""
+    budget_s = ctx.timeout_s
+    if not isinstance(budget_s, int | float) or budget_s <= 0:
+        return ctx.config.limits.default_timeout_s
+    return budget_s - min(FINISH_MARGIN_S, budget_s / 5)
+
+
 async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None) -> dict[str, Any]:
     if ctx.browser is None or not ctx.browser.available:
         raise BrowserUnavailable()
@@ -222,7 +226,7 @@ async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None
         full_page=params.screenshot_full_page,
         pdf="pdf" in outputs,
         actions=[dict(a) for a in params.actions],
-        timeout_s=timeout_s or ctx.config.limits.default_timeout_s,
+        timeout_s=timeout_s or render_budget_s(ctx),
     )
     result = await ctx.browser.render(request, waiting=ctx.parked())
     if result.status_code >= 500 or result.status_code == 429:

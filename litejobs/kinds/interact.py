@@ -8,6 +8,7 @@ from typing import Any
 from litejobs.fields import Fields
 from litejobs.kinds import Kind
 from litejobs.kinds.fetch import FetchParams, read_fetch_fields, run_fetch
+from litejobs.kinds.fetch_input import check_browser_request, css_selector_problem
 
 MAX_ACTIONS = 100
 #: action type → (required fields with their types, optional fields with their types)
@@ -42,6 +43,9 @@ def _action_problems(index: int, action: Any) -> list[tuple[str, str]]:
     for name in action:
         if name != "type" and name not in required and name not in optional:
             problems.append((f"{where}.{name}", f"is not a field of a {kind} action"))
+    selector = action.get("selector")
+    if isinstance(selector, str) and (problem := css_selector_problem(selector)):
+        problems.append((f"{where}.selector", problem))
     if kind == "scroll" and action.get("to") not in (None, "bottom"):
         problems.append((f"{where}.to", 'must be "bottom" (or use `by` for pixels)'))
     if kind == "scroll" and action.get("to") is None and action.get("by") is None:
@@ -56,8 +60,7 @@ def _action_problems(index: int, action: Any) -> list[tuple[str, str]]:
 def parse_interact(raw: Mapping[str, Any]) -> FetchParams:
     f = Fields(raw, "input")
     values = read_fetch_fields(f, force_render=True)
-    if values["method"] != "GET":
-        f.problem("method", "pages are loaded with GET")
+    check_browser_request(f, values)
     actions = f.any("actions")
     if not isinstance(actions, list) or not actions:
         f.problem("actions", "must be a non-empty list of actions")

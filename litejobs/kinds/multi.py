@@ -13,6 +13,7 @@ from litejobs.fields import Fields, url_problem
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
 from litejobs.kinds.fetch import FetchParams, build_outputs, load_page
+from litejobs.kinds.fetch_input import css_selector_problem
 
 MAX_URLS = 50
 #: kept back from the job's timeout_s to build and return the result (a fifth of a shorter timeout)
@@ -59,6 +60,8 @@ def parse_multi(raw: Mapping[str, Any]) -> MultiParams:
         prompt=prompt,
         format=f.str("format", "markdown", choices=FORMATS),
     )
+    if isinstance(params.wait_for, str) and (problem := css_selector_problem(params.wait_for)):
+        f.problem("wait_for", problem)
     f.finish()
     return params
 
