@@ -106,6 +106,7 @@ class App:
             clock=clock,
             worker_id=self.worker_id,
             on_requeue=self.workers.notify if self.workers else lambda: None,
+            on_change=self.feed.publish,
         )
         self.engine = Engine(config, self.store, self.kinds, self.workers, self.feed, self.resources, clock=clock)
         self.metrics = Metrics(self.store, clock=clock, kinds=self.kinds.names, process_gauges=self._process_gauges)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from litejobs import __version__
-from litejobs.errors import ConfigError, LitejobsError, UnsupportedKind, ValidationFailed
+from litejobs.errors import ConfigError, LitejobsError, StorageFull, UnsupportedKind, ValidationFailed
 
 if TYPE_CHECKING:
     from litejobs.client import AsyncClient
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from litejobs.config import load_config
     from litejobs.server import run
+    from litejobs.store import StoreUnavailable
 
     overrides: dict[str, dict[str, Any]] = {
         "server": {"host": args.host, "port": args.port, "log_format": args.log_format},
@@ -99,11 +100,17 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"litejobs: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a folder, a file it may not read
+        print(f"litejobs: cannot read the config file {args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run(config)
     except ConfigError as exc:  # found while building the app: a plugin that cannot be loaded, say
         print(f"litejobs: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (StoreUnavailable, StorageFull) as exc:  # the database: missing, refused, not one, too new, full
+        print(f"litejobs: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 
@@ -118,7 +125,10 @@ def _migrate(args: argparse.Namespace) -> int:
         file_bytes = not args.keep_files_in_folder
         copy = copy_sqlite_to_postgres(args.source, args.target, files_dir=args.files_dir, file_bytes=file_bytes)
         copied = asyncio.run(copy)
-    except Exception as exc:  # nothing was committed: the copy is one transaction
+    except LitejobsError as exc:  # nothing was committed: the copy is one transaction
+        print(f"litejobs: migrate failed, nothing was copied: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
         print(f"litejobs: migrate failed, nothing was copied: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     for table, rows in copied.rows.items():

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from litejobs.config import Config
 from litejobs.files import FileArea
+from litejobs.jobs import Job
 from litejobs.store import Recovered, Store
 
 log = logging.getLogger("litejobs.sweeper")
@@ -57,6 +58,7 @@ class Sweeper:
         clock: Callable[[], int],
         worker_id: str,
         on_requeue: Callable[[], None] = lambda: None,
+        on_change: Callable[[Job], None] = lambda job: None,
     ) -> None:
         self.store = store
         self.files = files
@@ -64,6 +66,8 @@ class Sweeper:
         self.clock = clock
         self.worker_id = worker_id
         self.on_requeue = on_requeue
+        #: told of each job a recovery changed, as the worker tells of its own changes (ChangeFeed.publish)
+        self.on_change = on_change
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Sweeper:
@@ -78,6 +82,8 @@ class Sweeper:
                 await self._task
 
     async def recover_once(self, include_dead_local: bool = False) -> Recovered:
+        """Requeue or fail the jobs of dead workers, and announce each change: a job that ends here
+        (worker_lost, poisoned) gets its webhook, metrics and events like any other end."""
         dead = dead_local_owners(await self.store.active_owners(), self.worker_id) if include_dead_local else []
         retention_ms = int(self.config.store.retention_s * 1000)
         recovered = await self.store.recover_expired(
@@ -90,6 +96,8 @@ class Sweeper:
                 len(recovered.requeued),
                 len(recovered.failed),
             )
+            for job in recovered.jobs:
+                self.on_change(job)
             self.on_requeue()
         return recovered
 

@@ -10,14 +10,19 @@ import pty
 import queue
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from litejobs.jobs import JobSpec
+from litejobs.store.sqlite import SqliteStore
+from tests.pg import PostgresServer
 from tests.support import PYTHON, ROOT, ServerProcess, TargetSite
 
 PAGE = "<h1>Title</h1><p>Body text</p>"
@@ -171,3 +176,77 @@ def test_submit_wait_under_a_rate_limit_waits_it_out_and_submits_once(
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.startswith("# Title") and waited.stderr.splitlines()[-1].endswith(" completed")
     assert [job["status"] for job in json.loads(listed.stdout)] == ["completed"]
+
+
+def serve_that_stops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`litejobs serve ARGS` expected to give up at start (bounded: a hang fails the test)."""
+    cmd = [PYTHON, "-m", "litejobs", "serve", "--port", "0", *args]
+    if os.geteuid() == 0:  # root writes to read-only files: drop the capability that lets it
+        cmd = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *cmd]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT, env=full_env)
+
+
+def assert_one_line(proc: subprocess.CompletedProcess[str], start: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(start) and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_serve_on_a_database_it_cannot_open_says_why_and_exits_2(tmp_path: Path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("this is not a sqlite database, just text " * 10)
+    read_only = tmp_path / "ro" / "x.db"
+    read_only.parent.mkdir()
+    sqlite3.connect(read_only).execute("CREATE TABLE t (x)").connection.close()
+    read_only.chmod(0o444)
+    read_only.parent.chmod(0o555)
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    try:
+        for db, reason in [
+            (text, "file is not a database"),
+            (read_only, "readonly"),
+            (newer, "schema version 99 is newer than this litejobs"),
+            (text / "sub" / "x.db", "Not a directory"),
+        ]:
+            proc = serve_that_stops("--db", str(db))
+            assert_one_line(proc, f"litejobs: cannot open the database {db}: ")
+            assert reason in proc.stderr
+    finally:
+        read_only.parent.chmod(0o755)
+
+
+def test_serve_with_a_folder_for_config_says_so_and_exits_2(tmp_path: Path) -> None:
+    proc = serve_that_stops("--config", str(tmp_path), "--db", str(tmp_path / "x.db"))
+    assert_one_line(proc, f"litejobs: cannot read the config file {tmp_path}: ")
+
+
+def test_serve_on_a_postgresql_it_cannot_reach_says_why_and_exits_2(postgres_server: PostgresServer) -> None:
+    missing = postgres_server.url("no_such_database")
+    proc = serve_that_stops(env={"LITEJOBS_STORE_URL": missing})
+    assert_one_line(proc, f"litejobs: cannot open the database {missing}: ")
+    assert "no_such_database" in proc.stderr.split(": ", 2)[2]
+    refused = "postgresql://someone:secret@127.0.0.1:9/litejobs"
+    proc = serve_that_stops(env={"LITEJOBS_STORE_URL": refused})
+    assert_one_line(proc, "litejobs: cannot open the database postgresql://someone:***@127.0.0.1:9/litejobs: ")
+    assert "secret" not in proc.stderr
+
+
+def test_migrate_into_a_database_that_holds_jobs_says_so(tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "old.db"
+
+    async def one_job() -> None:
+        async with SqliteStore(db) as store:
+            await store.submit([JobSpec(kind="fetch", input={"url": "http://example.com/"}, owner="o")], 0, 10)
+
+    asyncio.run(one_job())
+    assert litejobs(None, "migrate", "--from", str(db), "--to", pg_url).returncode == 0
+    again = litejobs(None, "migrate", "--from", str(db), "--to", pg_url)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr == (
+        "litejobs: migrate failed, nothing was copied: "
+        "The PostgreSQL database already holds jobs; litejobs migrate only fills an empty one.\n"
+    )

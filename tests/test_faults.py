@@ -233,6 +233,34 @@ def test_a_full_database_answers_507_keeps_reads_and_takes_jobs_again_once_space
     assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
 
 
+def test_a_full_database_of_delayed_jobs_runs_them_once_due_and_takes_jobs_again(
+    tmp_path: Path, clock: FakeClock, site: TargetSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    page = site.add_html("/page", "<p>hi</p>")
+    config = make_config(tmp_path, store={"max_db_mb": 1, "retention_s": 60})
+    with ServerThread(config, clock=clock) as server:
+        accepted = []
+        for n in range(200):
+            resp = server.http.post("/v1/jobs", {**big_job(n), "input": {"url": page}})
+            if resp.status != 202:
+                break
+            accepted.append(resp.json["job_id"])
+        assert resp.status == 507 and len(accepted) > 10
+        clock.advance(3601)  # every stored job is due at once: promoting them must not need room it lacks
+
+        def queue_drained() -> bool:
+            counts = server.http.get("/v1/stats").json["counts"]
+            return bool(counts["delayed"] + counts["waiting"] + counts["active"] == 0)
+
+        assert wait_until(queue_drained, 30), server.http.get("/v1/stats").json["counts"]
+        assert {server.http.get(f"/v1/jobs/{job_id}").json["status"] for job_id in accepted} == {"completed"}
+        clock.advance(61)
+        assert server.app is not None
+        assert len(server.call(server.app.sweeper.sweep_once())) == len(accepted)
+        assert server.http.post("/v1/jobs", big_job(999)).status == 202
+    assert not [r for r in caplog.records if r.getMessage().startswith("claim failed")]
+
+
 def test_in_a_batch_the_op_that_finds_the_database_full_fails_alone_and_a_failed_commit_fails_all(
     tmp_path: Path,
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from litejobs.errors import IdempotencyConflict, JobFinished, QueueFull
 from litejobs.jobs import JobResult, JobSpec, JobState
-from litejobs.store import Store
+from litejobs.store import Store, StoreUnavailable
 from litejobs.store.postgres import PostgresStore
 from litejobs.store.sqlite import SqliteStore
 
@@ -174,6 +174,8 @@ def test_expired_leases_are_recovered_then_poisoned(store_factory: StoreFactory)
                 assert recovered.requeued == [job.id]
             else:
                 assert recovered.failed == [job.id]
+        # the job as the recovery left it, for the sweeper to announce
+        assert [(j.id, j.status) for j in recovered.jobs] == [(job.id, JobState.FAILED)]
         final = await store.get(job.id)
         assert final is not None and final.status == JobState.FAILED and final.error["code"] == "poisoned"
 
@@ -186,6 +188,8 @@ def test_a_lost_job_on_its_last_attempt_fails_as_worker_lost(store_factory: Stor
         [job] = await store.claim(1, "dead", T0, LEASE)
         recovered = await store.recover_expired(T0, 5, dead_owners=["dead"], retention_ms=86_400_000)
         assert recovered.failed == [job.id]
+        # the job as the recovery left it, for the sweeper to announce
+        assert [(j.id, j.status) for j in recovered.jobs] == [(job.id, JobState.FAILED)]
         final = await store.get(job.id)
         assert final is not None and final.error["code"] == "worker_lost"
         # kept for its retention like any ended job, not deleted by the next sweep
@@ -277,7 +281,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         async with SqliteStore(tmp_path / "s.db"):
             pass
 
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreUnavailable, match="newer"):
         asyncio.run(main())
 
 
@@ -293,7 +297,7 @@ def test_a_newer_postgres_schema_is_refused(pg_url: str) -> None:
         async with PostgresStore(pg_url):
             pass
 
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreUnavailable, match="newer"):
         asyncio.run(main())
 
 

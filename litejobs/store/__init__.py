@@ -6,13 +6,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from litejobs.errors import LitejobsError
 from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState
 
 if TYPE_CHECKING:
     from litejobs.config import StoreConfig
+
+
+class StoreUnavailable(LitejobsError):
+    """The database cannot be opened."""
+
+    code = "store_unavailable"
+
+    @classmethod
+    def opening(cls, where: str, exc: BaseException) -> StoreUnavailable:
+        """The error a server stops on at start: which database, and why, in one line."""
+        reason = exc.message if isinstance(exc, LitejobsError) else (str(exc) or type(exc).__name__)
+        return cls(f"cannot open the database {where}: {reason}")
 
 
 @dataclass
@@ -36,6 +49,8 @@ class Recovered:
 
     requeued: list[str]
     failed: list[str]
+    #: each recovered job as the recovery left it, for the caller to announce (webhooks, metrics)
+    jobs: list[Job] = field(default_factory=list)
 
 
 @dataclass

@@ -15,12 +15,13 @@ import contextlib
 import logging
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull
 from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id
-from litejobs.store import Submitted
+from litejobs.store import StoreUnavailable, Submitted
 from litejobs.store.postgres_hosts import HostSlots
 from litejobs.store.postgres_housekeeping import Housekeeping
 from litejobs.store.postgres_listen import Listener, Notices
@@ -36,6 +37,16 @@ except ImportError:  # pragma: no cover - the optional extra
     asyncpg = None
 
 log = logging.getLogger("litejobs.store")
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password masked: fit for a message or a log."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
 
 #: connections per node: the workers' claims and outcomes, heartbeats, the API's reads
 POOL_SIZE = 16
@@ -105,14 +116,17 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
         self._depth_seen: tuple[int, float, int] = (0, -1e9, 0)
 
     async def __aenter__(self) -> PostgresStore:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, reset=_keep_session)
         try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, reset=_keep_session)
             async with self._pool.acquire() as conn:
                 await migrate(conn)
             self._notices.start(self._pool)
             self._listener = await Listener(self.url, self._notice_handlers(), self._on_reconnect).__aenter__()
-        except BaseException:
+        except BaseException as exc:
             await self.__aexit__(None, None, None)
+            # refused, unknown database or role, bad password, a newer schema (RuntimeError)
+            if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RuntimeError)):
+                raise StoreUnavailable.opening(shown_url(self.url), exc) from exc
             raise
         return self
 

@@ -46,27 +46,29 @@ class Housekeeping:
         recoveries = row["recoveries"] + 1
         error = recovery_error(recoveries, row["attempts"], row["max_attempts"], max_recoveries)
         if error is None:
-            await conn.execute(
+            changed = await conn.fetchrow(
                 "UPDATE jobs SET status = 'waiting', recoveries = $1, lease_until = NULL, lease_owner = NULL, "
-                "updated_at = $2 WHERE id = $3 AND status = 'active'",
+                f"updated_at = $2 WHERE id = $3 AND status = 'active' RETURNING {JOB_COLUMNS}",
                 recoveries,
                 now_ms,
                 row["id"],
             )
             await end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
             out.requeued.append(row["id"])
-            return
-        await conn.execute(
-            "UPDATE jobs SET status = 'failed', recoveries = $1, error = $2, completed_at = $3, updated_at = $3, "
-            "expires_at = $5, lease_until = NULL WHERE id = $4 AND status = 'active'",
-            recoveries,
-            dumps(error),
-            now_ms,
-            row["id"],
-            expires_at_ms,
-        )
-        await end_attempt(conn, row["id"], now_ms, "lost", error)
-        out.failed.append(row["id"])
+        else:
+            changed = await conn.fetchrow(
+                "UPDATE jobs SET status = 'failed', recoveries = $1, error = $2, completed_at = $3, updated_at = $3, "
+                f"expires_at = $5, lease_until = NULL WHERE id = $4 AND status = 'active' RETURNING {JOB_COLUMNS}",
+                recoveries,
+                dumps(error),
+                now_ms,
+                row["id"],
+                expires_at_ms,
+            )
+            await end_attempt(conn, row["id"], now_ms, "lost", error)
+            out.failed.append(row["id"])
+        if changed is not None:
+            out.jobs.append(job_of_row(changed))
 
     async def changed_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[tuple[int, Job]]:
         """A keyset page of the owner's changes (event streams); `updated_at >= $2` lets the

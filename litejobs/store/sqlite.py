@@ -11,11 +11,11 @@ import aiosqlite
 
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull, StorageFull
 from litejobs.jobs import Job, JobResult, JobSpec, JobState, new_job_id
-from litejobs.store import Submitted
+from litejobs.store import StoreUnavailable, Submitted
 from litejobs.store.rows import guarded_status
-from litejobs.store.schema import MIGRATIONS
 from litejobs.store.sqlite_artefacts import Artefacts
 from litejobs.store.sqlite_housekeeping import Housekeeping
+from litejobs.store.sqlite_open import admitted_pages, connect, migrate, used_pages
 from litejobs.store.sqlite_rows import (
     JOB_COLUMNS,
     claimable,
@@ -25,10 +25,12 @@ from litejobs.store.sqlite_rows import (
     job_of_row,
     open_attempts,
     read_rows,
-    statements_of,
 )
 from litejobs.store.sqlite_webhooks import WebhookDeliveries
 from litejobs.store.writer import GroupWriter, is_disk_full
+
+#: due delayed jobs one claim makes waiting; the claims that follow take the rest
+PROMOTE_BATCH = 100
 
 
 class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
@@ -42,24 +44,29 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._writer: GroupWriter | None = None
+        #: pages new jobs may fill (max_db_mb); the rest up to max_page_count is for stored jobs to run
+        self._admitted_pages = 0
         #: (queue depth when last counted, monotonic time of that count, jobs submitted since)
         self._depth_seen: tuple[int, float, int] = (0, -1e9, 0)
 
     async def __aenter__(self) -> SqliteStore:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._write_conn = await self._connect()
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._write_conn = await connect(self.path, self.max_db_mb)
             await self._write_conn.execute("PRAGMA journal_mode = WAL")
-            await self._migrate(self._write_conn)
+            await migrate(self._write_conn)
             # the writer runs batches on the loop's thread: it must never wait there for a lock,
             # nor checkpoint there (writer.py)
             for pragma in ("busy_timeout = 0", "wal_autocheckpoint = 0"):
                 await self._write_conn.execute(f"PRAGMA {pragma}")
-            self._read_conn = await self._connect()
+            self._read_conn = await connect(self.path, self.max_db_mb)
+            self._admitted_pages = await admitted_pages(self._write_conn, self.max_db_mb)
         except BaseException as exc:
             await self.__aexit__(None, None, None)
             if is_disk_full(exc):
                 raise StorageFull(self._full_message()) from exc
+            if isinstance(exc, (OSError, sqlite3.Error, StoreUnavailable)):
+                raise StoreUnavailable.opening(self.path, exc) from exc
             raise
         self._writer = GroupWriter(self._write_conn, full_message=self._full_message())
         self._writer.start()
@@ -74,26 +81,6 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                 await conn.close()
         self._read_conn = self._write_conn = None
 
-    async def _connect(self) -> aiosqlite.Connection:
-        # check_same_thread: the writer's batches run on the loop's thread (writer.py)
-        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        # synchronous=NORMAL in WAL is durable across process crashes (the 202 promise); only an OS
-        # crash or power loss can drop the last transactions.
-        for pragma in ("busy_timeout = 5000", "synchronous = NORMAL", "foreign_keys = ON"):
-            await conn.execute(f"PRAGMA {pragma}")
-        if self.max_db_mb > 0:
-            # per connection, not stored in the file; a write past it fails with SQLITE_FULL, which the
-            # writer turns into StorageFull (507). Below the file's current size it means "no growth".
-            async with conn.execute("PRAGMA page_size") as cur:
-                row = await cur.fetchone()
-            page_size = row[0] if row else 4096
-            pages = max(1, self.max_db_mb * 1024 * 1024 // page_size)
-            # it answers with a row: read it, or the open statement holds a read transaction
-            async with conn.execute(f"PRAGMA max_page_count = {pages}") as cur:
-                await cur.fetchall()
-        return conn
-
     def _full_message(self) -> str | None:
         if self.max_db_mb <= 0:
             return None
@@ -101,24 +88,6 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             f"the database is full (store.max_db_mb = {self.max_db_mb}) or its disk is; nothing was stored. "
             "Retry once space is freed: finished jobs are deleted store.retention_s after they end"
         )
-
-    @staticmethod
-    async def _migrate(conn: aiosqlite.Connection) -> None:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            async with conn.execute("PRAGMA user_version") as cur:
-                row = await cur.fetchone()
-            version = row[0] if row else 0
-            if version > len(MIGRATIONS):
-                raise RuntimeError(f"database schema version {version} is newer than this litejobs ({len(MIGRATIONS)})")
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements_of(script):
-                    await conn.execute(statement)
-                await conn.execute(f"PRAGMA user_version = {number}")
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
 
     async def _write(self, op: Any) -> Any:
         assert self._writer is not None, "store is not open"
@@ -149,6 +118,9 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                 depth = self._queue_depth(conn, fresh, max_depth)
                 if depth > max_depth:
                     raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
+                # admitted up to max_db_mb: the room above it is for the stored jobs to run and end
+                if self._admitted_pages and used_pages(conn) > self._admitted_pages:
+                    raise StorageFull(self._full_message())
             return out
 
         return await self._write(op)
@@ -238,9 +210,11 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
 
     async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
+            # a few due jobs at a time: all at once could need more room than a full file has
             conn.execute(
-                "UPDATE jobs SET status = 'waiting', updated_at = ? WHERE status = 'delayed' AND run_at <= ?",
-                (now_ms, now_ms),
+                "UPDATE jobs SET status = 'waiting', updated_at = ? WHERE seq IN (SELECT seq FROM jobs "
+                "WHERE status = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
+                (now_ms, now_ms, PROMOTE_BATCH),
             )
             candidates = conn.execute(
                 "SELECT seq, recoveries FROM jobs WHERE status = 'waiting' ORDER BY priority DESC, run_at, seq LIMIT ?",

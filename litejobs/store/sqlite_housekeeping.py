@@ -90,18 +90,20 @@ class Housekeeping:
         recoveries = row["recoveries"] + 1
         error = recovery_error(recoveries, row["attempts"], row["max_attempts"], max_recoveries)
         if error is None:
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE jobs SET status = 'waiting', recoveries = ?, lease_until = NULL, lease_owner = NULL, "
-                "updated_at = ? WHERE id = ? AND status = 'active'",
+                f"updated_at = ? WHERE id = ? AND status = 'active' RETURNING {JOB_COLUMNS}",
                 (recoveries, now_ms, row["id"]),
-            )
+            ).fetchone()
             end_attempt(conn, row["id"], now_ms, "lost", {"code": "worker_lost", "message": "worker died"})
             out.requeued.append(row["id"])
-            return
-        conn.execute(
-            "UPDATE jobs SET status = 'failed', recoveries = ?, error = ?, completed_at = ?, updated_at = ?, "
-            "expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active'",
-            (recoveries, dumps(error), now_ms, now_ms, expires_at_ms, row["id"]),
-        )
-        end_attempt(conn, row["id"], now_ms, "lost", error)
-        out.failed.append(row["id"])
+        else:
+            changed = conn.execute(
+                "UPDATE jobs SET status = 'failed', recoveries = ?, error = ?, completed_at = ?, updated_at = ?, "
+                f"expires_at = ?, lease_until = NULL WHERE id = ? AND status = 'active' RETURNING {JOB_COLUMNS}",
+                (recoveries, dumps(error), now_ms, now_ms, expires_at_ms, row["id"]),
+            ).fetchone()
+            end_attempt(conn, row["id"], now_ms, "lost", error)
+            out.failed.append(row["id"])
+        if changed is not None:
+            out.jobs.append(job_of_row(changed))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from litejobs.errors import LitejobsError
 from litejobs.files import MAX_DB_FILE_BYTES, check_name
 from litejobs.store.postgres import PostgresStore
 from litejobs.store.sqlite import SqliteStore
@@ -53,8 +54,10 @@ class Copied:
     too_large: list[str] = field(default_factory=list)
 
 
-class TargetNotEmpty(RuntimeError):
+class TargetNotEmpty(LitejobsError):
     """The PostgreSQL database already holds jobs; litejobs migrate only fills an empty one."""
+
+    code = "target_not_empty"
 
 
 def _converted(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
