@@ -196,14 +196,19 @@ def _given_cookie(cookie: Mapping[str, Any]) -> GivenCookie:
     )
 
 
-def render_budget_s(ctx: KindContext) -> float:
-    """A render's share of the attempt: the job's timeout_s less a moment to answer, so the render stops
-    itself (closing its page, saying why) before the worker's timeout cancels it. Without a budget
-    (a context that has none), [limits] default_timeout_s."""
+def working_budget_s(ctx: KindContext) -> float | None:
+    """The attempt's timeout_s less a moment to answer (FINISH_MARGIN_S, a fifth of a shorter one), so
+    that the work stops itself, saying why, before the worker's timeout cancels it; None without one."""
     budget_s = ctx.timeout_s
     if not isinstance(budget_s, int | float) or budget_s <= 0:
-        return ctx.config.limits.default_timeout_s
+        return None
     return budget_s - min(FINISH_MARGIN_S, budget_s / 5)
+
+
+def render_budget_s(ctx: KindContext) -> float:
+    """A render's share of the attempt (working_budget_s); without one, [limits] default_timeout_s."""
+    budget_s = working_budget_s(ctx)
+    return ctx.config.limits.default_timeout_s if budget_s is None else budget_s
 
 
 async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None) -> dict[str, Any]:

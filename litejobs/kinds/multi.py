@@ -12,12 +12,10 @@ from litejobs.errors import JobError, JobTimeout
 from litejobs.fields import Fields, url_problem
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
-from litejobs.kinds.fetch import FetchParams, build_outputs, load_page
+from litejobs.kinds.fetch import FetchParams, build_outputs, load_page, working_budget_s
 from litejobs.kinds.fetch_input import css_selector_problem
 
 MAX_URLS = 50
-#: kept back from the job's timeout_s to build and return the result (a fifth of a shorter timeout)
-FINISH_MARGIN_S = 1.0
 #: of the pages' time left, what each page still to come is promised at most: a hanging page cannot
 #: take the time of the pages after it, yet one slow page may still use most of the job's time
 PAGE_RESERVE_S = 1.0
@@ -99,10 +97,11 @@ class Schedule:
 def schedule_of(params: MultiParams, ctx: KindContext, now: float) -> Schedule:
     """The run's deadlines within its attempt's timeout; with a prompt, time is kept for the model."""
     # the job's timeout_s, where the worker hands it to the context (KindContext.timeout_s); else no deadlines
-    budget_s = ctx.timeout_s
-    if not isinstance(budget_s, int | float) or budget_s <= 0:
+    working_s = working_budget_s(ctx)
+    if working_s is None:
         return Schedule()
-    finish_by = now + budget_s - min(FINISH_MARGIN_S, budget_s / 5)
+    budget_s = float(ctx.timeout_s or 0)
+    finish_by = now + working_s
     ai = ctx.config.ai
     model_s = min(ai.timeout_s, budget_s / 4) if params.prompt and ai.base_url else 0.0
     return Schedule(pages_by=finish_by - model_s, finish_by=finish_by)
