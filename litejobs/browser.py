@@ -230,7 +230,7 @@ class BrowserPool:
         guard.raise_if_document_blocked()
         if request.wait_for:
             try:
-                await page.waitForSelector(request.wait_for, timeout=0)
+                await fixes.wait_for_selector(page, request.wait_for, 0)
             except PyppeteerError as exc:
                 error = bad_selector(exc, request.wait_for)
                 if error is None:

@@ -62,7 +62,7 @@ def _arg(action: dict[str, Any], name: str, kind: type | tuple[type, ...], defau
 
 async def _element(page: Page, action: dict[str, Any]) -> Any:
     selector = _arg(action, "selector", str)
-    element = await page.querySelector(selector)
+    element = await fixes.across_navigations(page, lambda _: page.querySelector(selector), 0)
     if element is None:
         raise ValueError(f"no element matches {selector!r}")
     return element
@@ -93,7 +93,7 @@ async def _wait_for(page: Page, action: dict[str, Any], shots: list[bytes]) -> N
     selector = _arg(action, "selector", str)
     timeout_ms = _arg(action, "timeout_ms", (int, float), 0)
     try:
-        await page.waitForSelector(selector, timeout=timeout_ms)
+        await fixes.wait_for_selector(page, selector, timeout_ms)
     except TimeoutError:
         raise ValueError(f"{selector!r} did not appear within {timeout_ms} ms") from None
 

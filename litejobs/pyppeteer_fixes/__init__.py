@@ -24,6 +24,9 @@ Pitfall numbers are the notes'. The fixes, and where each one lives:
   (pages.py); `deny_downloads` keeps a page that is a download off the disk.
 - a popup closed before its first navigation commits leaves two of pyppeteer's Browser tasks pending for
   ever: `apply_connection_patches` replaces Browser._targetDestroyed (connection.py).
+- a call pending while the page navigates fails with "Inspected target navigated or closed" where
+  pyppeteer expects a destroyed context: `wait_for_selector` and `across_navigations` go on in the next
+  document (pages.py).
 - page.evaluate takes any script containing "=>" for a function: `evaluate_script` (pages.py).
 """
 
@@ -36,6 +39,7 @@ from litejobs.pyppeteer_fixes.connection import (
 from litejobs.pyppeteer_fixes.pages import (
     Interrupted,
     NavigationFailed,
+    across_navigations,
     close_quietly,
     deny_downloads,
     evaluate_script,
@@ -43,11 +47,13 @@ from litejobs.pyppeteer_fixes.pages import (
     guarded,
     intercept_requests,
     open_page,
+    wait_for_selector,
 )
 
 __all__ = [
     "Interrupted",
     "NavigationFailed",
+    "across_navigations",
     "apply_connection_patches",
     "close_quietly",
     "connect_browser",
@@ -59,4 +65,5 @@ __all__ = [
     "intercept_requests",
     "on_disconnect",
     "open_page",
+    "wait_for_selector",
 ]
