@@ -83,17 +83,31 @@ class JobContext(ResourceView):
     _park: Callable[[str, bool], None] | None = None
     #: the attempt's time budget: the job's timeout_s (see KindContext.timeout_s)
     timeout_s: float | None = None
+    #: seconds spent parked so far, and since when (event-loop time) it is parked now
+    _parked_s: float = 0.0
+    _parked_since: float | None = None
 
     @contextlib.asynccontextmanager
     async def parked(self) -> AsyncIterator[None]:
+        """While parked the job is queued for a resource, not working: its slot is lent out and its
+        timeout_s does not run (parked_s), so a burst of renders does not time out queueing for pages."""
         if self._park is None:
             yield
             return
+        loop = asyncio.get_running_loop()
         self._park(self.job_id, True)
+        self._parked_since = loop.time()
         try:
             yield
         finally:
+            self._parked_s += loop.time() - self._parked_since
+            self._parked_since = None
             self._park(self.job_id, False)
+
+    def parked_s(self) -> float:
+        """The time this attempt has spent parked so far (the ongoing park included)."""
+        now = asyncio.get_running_loop().time()
+        return self._parked_s + (now - self._parked_since if self._parked_since is not None else 0.0)
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         await self._store.add_pages(self.job_id, pages)
@@ -294,7 +308,7 @@ class WorkerPool:
         try:
             kind = self.kinds.get(job.kind)
             params = kind.parse(job.input)
-            result = await self._run_kind(kind.run(params, context), job)
+            result = await self._run_kind(kind.run(params, context), job, context)
         except asyncio.CancelledError as exc:
             if _cancelled_from_outside():
                 return  # cancelled by its owner, or shutdown: the store already knows, or stop() releases it
@@ -307,17 +321,26 @@ class WorkerPool:
             result.stats.setdefault("files", context.files_saved)
         await self._record(job, self.store.finish(job.id, self.worker_id, result, self.clock(), self._expiry()))
 
-    async def _run_kind(self, run: Awaitable[JobResult], job: Job) -> JobResult:
-        """The kind's result within the job's timeout. Unlike wait_for, this does not wait for ever
-        for a kind that swallows its cancellation: such a run is abandoned after ABANDON_AFTER_S,
-        and the job's worker slot (and lease) with it."""
+    async def _run_kind(self, run: Awaitable[JobResult], job: Job, context: JobContext) -> JobResult:
+        """The kind's result within the job's timeout, time spent parked not counted. Unlike wait_for,
+        this does not wait for ever for a kind that swallows its cancellation: such a run is abandoned
+        after ABANDON_AFTER_S, and the job's worker slot (and lease) with it."""
         task = asyncio.ensure_future(run)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + job.timeout_s
+        counted_parked_s = 0.0
         try:
-            done, _ = await asyncio.wait({task}, timeout=job.timeout_s)
+            while not task.done():
+                await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+                parked_s = context.parked_s()
+                if task.done() or parked_s <= counted_parked_s:
+                    break
+                deadline += parked_s - counted_parked_s  # the clock stood still while it was parked
+                counted_parked_s = parked_s
         except asyncio.CancelledError:
             await self._stop_kind(task, job)
             raise
-        if done:
+        if task.done():
             return task.result()
         await self._stop_kind(task, job)
         raise JobTimeout()
