@@ -18,7 +18,7 @@ from litejobs.api import dialects, events, system, v1
 from litejobs.api import metrics as metrics_routes
 from litejobs.api import webhooks as webhook_routes
 from litejobs.api.auth import KeyRing
-from litejobs.api.errors import error_body, error_response, request_id_of
+from litejobs.api.errors import allowed_methods, error_body, error_response, request_id_of
 from litejobs.api.http import RequestIdMiddleware, job_body
 from litejobs.api.ratelimit import RateLimiter
 from litejobs.api.responses import JSONResponse
@@ -38,7 +38,8 @@ from litejobs.shared_politeness import host_gate_for
 from litejobs.store import Store, open_store
 from litejobs.sweeper import Sweeper
 from litejobs.webhooks import Deliverer, WebhookSender
-from litejobs.worker import Resources, WorkerPool, new_worker_id
+from litejobs.worker import Resources, WorkerPool
+from litejobs.worker_ids import new_worker_id
 
 log = logging.getLogger("litejobs")
 
@@ -99,6 +100,8 @@ class App:
         on_remote_change = getattr(self.store, "on_remote_change", None)
         if on_remote_change is not None:
             on_remote_change(self.feed.poke, self.feed.poke_all)
+            if self.workers is not None:  # a job running here that another node cancelled stops at once
+                on_remote_change(self.workers.changed_elsewhere, self.workers.recheck_leases)
         self.sweeper = Sweeper(
             self.store,
             self.files,
@@ -151,9 +154,12 @@ class App:
     def rate_limit(self, owner: str) -> None:
         self.limiter.take(owner)
 
-    def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> dict[str, Any]:
+        """What /readyz reports. The store is asked (a cheap ping) where it can be away on its own
+        (PostgreSQL): a node that cannot reach its database is not ready, though it runs."""
+        ping = getattr(self.store, "ping", None)
         return {
-            "store": self._open,
+            "store": self._open and (ping is None or await ping()),
             "workers": self.workers is not None and self.workers.running,
             "browser": self.browser.state() if self.browser is not None else {"state": "unavailable"},
             "version": __version__,
@@ -187,7 +193,15 @@ class App:
             assert isinstance(exc, HTTPException)
             code = _HTTP_CODES.get(exc.status_code, "http_error")
             body = error_body(code, str(exc.detail), request_id_of(request))
-            return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+            headers = dict(exc.headers or {})
+            # routing moved root_path into a Mount's: match again from the app's own
+            scope = {
+                **request.scope,
+                "root_path": request.scope.get("app_root_path", request.scope.get("root_path", "")),
+            }
+            if exc.status_code == 405 and (methods := allowed_methods(request.app.router.routes, scope)):
+                headers["Allow"] = ", ".join(sorted(methods))
+            return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
         async def on_crash(request: Request, exc: Exception) -> Response:
             log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -29,10 +29,11 @@ from litejobs.errors import (
 )
 from litejobs.events import ChangeFeed
 from litejobs.fields import Fields
+from litejobs.job_context import Resources, ResourceView
 from litejobs.jobs import Job, JobResult, JobSpec, JobState
 from litejobs.kinds import KindRegistry
 from litejobs.store import Store, Submitted
-from litejobs.worker import Resources, ResourceView, WorkerPool
+from litejobs.worker import WorkerPool
 
 MAX_META_BYTES = 16 * 1024
 #: what a webhook may ask to be told of: a status reached, or "progress" (a progress report)

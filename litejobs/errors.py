@@ -18,6 +18,7 @@ LitejobsError
 │   ├── RateLimited                429 (retry_after_s)
 │   ├── QueueDisabled              503
 │   ├── ShuttingDown               503
+│   ├── StoreUnavailable           503 (retry_after_s): the database cannot be reached (or opened, at start)
 │   ├── StorageFull                507
 │   └── SyncTimeout                504
 └── JobError                       a job attempt failed; `code` lands in job.error.code
@@ -166,6 +167,19 @@ class ShuttingDown(ApiError):
     """The server is shutting down and accepts no new jobs; retry against the restarted server."""
 
     code = "shutting_down"
+
+
+class StoreUnavailable(ApiError):
+    """The database cannot be reached right now; retry after the Retry-After delay."""
+
+    code = "store_unavailable"
+    retry_after_s = 5.0
+
+    @classmethod
+    def opening(cls, where: str, exc: BaseException) -> StoreUnavailable:
+        """The error a server stops on at start: which database, and why, in one line."""
+        reason = exc.message if isinstance(exc, LitejobsError) else (str(exc) or type(exc).__name__)
+        return cls(f"cannot open the database {where}: {reason}")
 
 
 class StorageFull(ApiError):

@@ -5,44 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Callable
 
 from litejobs.config import Config
 from litejobs.files import FileArea
 from litejobs.jobs import Job
-from litejobs.store import Recovered, Store
+from litejobs.store import Recovered, Store, StoreUnavailable
+from litejobs.worker_ids import dead_local_owners
 
 log = logging.getLogger("litejobs.sweeper")
 
 SWEEP_BATCH = 500
-
-
-def dead_local_owners(owners: list[str], my_worker_id: str) -> list[str]:
-    """Lease owners on this host whose process is gone: their jobs need not wait for lease expiry.
-    Owners on other hosts are judged by lease expiry alone."""
-    host = socket.gethostname()
-    dead = []
-    for owner in owners:
-        owner_host, _, rest = owner.partition(":")
-        pid_text, _, _ = rest.partition(":")
-        if owner_host != host or owner == my_worker_id or not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        if pid == os.getpid() or not _process_alive(pid):
-            dead.append(owner)
-    return dead
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Sweeper:
@@ -83,7 +56,14 @@ class Sweeper:
 
     async def recover_once(self, include_dead_local: bool = False) -> Recovered:
         """Requeue or fail the jobs of dead workers, and announce each change: a job that ends here
-        (worker_lost, poisoned) gets its webhook, metrics and events like any other end."""
+        (worker_lost, poisoned) gets its webhook, metrics and events like any other end.
+
+        Not within a lease period after this node found the database unreachable: an outage cuts
+        every node off alike, so the leases that lapsed meanwhile are mostly live workers' ones, which
+        they renew at their next heartbeat (a third of a lease) once the database is back."""
+        if self._database_was_away():
+            log.info("lease recovery waits: the database was unreachable within the last lease period")
+            return Recovered([], [])
         dead = dead_local_owners(await self.store.active_owners(), self.worker_id) if include_dead_local else []
         retention_ms = int(self.config.store.retention_s * 1000)
         recovered = await self.store.recover_expired(
@@ -100,6 +80,10 @@ class Sweeper:
                 self.on_change(job)
             self.on_requeue()
         return recovered
+
+    def _database_was_away(self) -> bool:
+        unreachable_within = getattr(self.store, "unreachable_within", None)  # PostgreSQL only
+        return unreachable_within is not None and bool(unreachable_within(self.config.queue.lease_s))
 
     async def sweep_once(self) -> list[str]:
         """Delete every terminal job past its expires_at, with its files. Returns their ids."""
@@ -124,5 +108,7 @@ class Sweeper:
                 if since_sweep >= self.config.store.sweep_interval_s:
                     since_sweep = 0.0
                     await self.sweep_once()
+            except StoreUnavailable:
+                continue  # the store logs an outage once; the next round tries again
             except Exception:
                 log.exception("sweep failed; trying again next round")

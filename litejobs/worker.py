@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import secrets
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litejobs.config import Config
-from litejobs.errors import ApiError, JobError, JobTimeout
+from litejobs.errors import ApiError, JobError, JobTimeout, StoreUnavailable
 from litejobs.events import ChangeFeed
-from litejobs.files import FileArea
-from litejobs.jobs import Job, JobResult, backoff_s, should_retry
+
+# Resources is also imported from here (tests)
+from litejobs.job_context import JobContext, Resources
+from litejobs.jobs import Job, JobResult, JobState, backoff_s, should_retry
 from litejobs.kinds import KindRegistry
-from litejobs.store import Store, StoredFile
+from litejobs.store import Store
+from litejobs.worker_ids import new_worker_id
 
 log = logging.getLogger("litejobs.worker")
 
@@ -27,110 +25,9 @@ log = logging.getLogger("litejobs.worker")
 IDLE_POLL_S = 1.0
 #: how long a kind gets to stop once cancelled (timeout, shutdown) before the worker moves on without it
 ABANDON_AFTER_S = 2.0
-
-
-def new_worker_id() -> str:
-    """host:pid:token — lets a restarted server tell its dead predecessor's leases from live ones."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-@dataclass
-class Resources:
-    """What kinds may use, handed to every JobContext."""
-
-    config: Config
-    fetcher: Any
-    browser: Any = None
-    files: FileArea | None = None
-    #: per-host politeness shared by every running job (litejobs.politeness.HostGate)
-    host_gate: Any = None
-
-
-class ResourceView:
-    """What every KindContext shares: the server's resources, by name."""
-
-    resources: Resources
-
-    @property
-    def config(self) -> Config:
-        return self.resources.config
-
-    @property
-    def fetcher(self) -> Any:
-        return self.resources.fetcher
-
-    @property
-    def browser(self) -> Any:
-        return self.resources.browser
-
-    @property
-    def host_gate(self) -> Any:
-        return self.resources.host_gate
-
-
-@dataclass
-class JobContext(ResourceView):
-    """The KindContext a running job sees."""
-
-    job_id: str
-    attempt: int
-    resources: Resources
-    _store: Store
-    _feed: ChangeFeed
-    _clock: Callable[[], int]
-    files_saved: list[dict[str, Any]] = field(default_factory=list)
-    #: the pool's hook for lending this job's slot while it waits (see parked)
-    _park: Callable[[str, bool], None] | None = None
-    #: the attempt's time budget: the job's timeout_s (see KindContext.timeout_s)
-    timeout_s: float | None = None
-    #: seconds spent parked so far, and since when (event-loop time) it is parked now
-    _parked_s: float = 0.0
-    _parked_since: float | None = None
-
-    @contextlib.asynccontextmanager
-    async def parked(self) -> AsyncIterator[None]:
-        """While parked the job is queued for a resource, not working: its slot is lent out and its
-        timeout_s does not run (parked_s), so a burst of renders does not time out queueing for pages."""
-        if self._park is None:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        self._park(self.job_id, True)
-        self._parked_since = loop.time()
-        try:
-            yield
-        finally:
-            self._parked_s += loop.time() - self._parked_since
-            self._parked_since = None
-            self._park(self.job_id, False)
-
-    def parked_s(self) -> float:
-        """The time this attempt has spent parked so far (the ongoing park included)."""
-        now = asyncio.get_running_loop().time()
-        return self._parked_s + (now - self._parked_since if self._parked_since is not None else 0.0)
-
-    async def save_pages(self, pages: list[dict[str, Any]]) -> None:
-        await self._store.add_pages(self.job_id, pages)
-
-    async def saved_pages(self, offset: int, limit: int) -> list[dict[str, Any]]:
-        return await self._store.pages(self.job_id, offset, limit)
-
-    async def saved_page_urls(self) -> list[str]:
-        return await self._store.page_urls(self.job_id)
-
-    async def report_progress(self, message: str, progress: float | None = None) -> None:
-        value = {"message": message, "progress": None if progress is None else max(0.0, min(1.0, progress))}
-        await self._store.set_progress(self.job_id, value, self._clock())
-        job = await self._store.get(self.job_id)
-        if job is not None:
-            self._feed.publish(job)
-
-    async def save_file(self, name: str, data: bytes, content_type: str) -> str:
-        assert self.resources.files is not None, "no file area configured"
-        await self.resources.files.write(self.job_id, name, data)
-        await self._store.add_file(StoredFile(self.job_id, name, content_type, len(data)))
-        self.files_saved.append({"name": name, "content_type": content_type, "size": len(data)})
-        return f"/v1/files/{self.job_id}/{name}"
+#: an outcome the database could not take is written again after this, doubling up to OUTCOME_RETRY_MAX_S
+OUTCOME_RETRY_FIRST_S = 0.2
+OUTCOME_RETRY_MAX_S = 5.0
 
 
 def _cancelled_from_outside() -> bool:
@@ -146,6 +43,8 @@ def error_of(exc: BaseException) -> tuple[dict[str, str], bool]:
         log.error("job crashed: CancelledError escaped its kind, though nobody cancelled the job", exc_info=exc)
         message = "CancelledError escaped the kind, though the job was not cancelled (it awaited something cancelled)"
         return {"code": "internal_error", "message": message}, True
+    if isinstance(exc, StoreUnavailable):  # the kind's own store call (saving pages) met an outage
+        return {"code": exc.code, "message": exc.message}, True
     if isinstance(exc, TimeoutError):
         exc = JobTimeout()
     if isinstance(exc, JobError):
@@ -187,7 +86,11 @@ class WorkerPool:
         self._isolated: str | None = None
         #: runs of kinds that ignored their cancellation; kept so that they are not garbage-collected mid-run
         self._abandoned: set[asyncio.Task[Any]] = set()
+        #: outcome writes under way (retried while the database is away); stop() ends them
+        self._writes: set[asyncio.Task[Job | None]] = set()
         self._wake = asyncio.Event()
+        #: set to renew (and so check) every lease now rather than at the next heartbeat
+        self._check_leases = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -213,6 +116,18 @@ class WorkerPool:
         """A job became due: claim without waiting for the next poll."""
         self._wake.set()
 
+    def changed_elsewhere(self, job_id: str, owner: str) -> None:
+        """Another node changed this job (PostgreSQL's change notices). If it runs here, it may have
+        been cancelled there, or recovered as lost: check the leases now, so that its work stops at
+        once rather than at the next heartbeat (up to a third of lease_s later)."""
+        if job_id in self._running:
+            self._check_leases.set()
+
+    def recheck_leases(self) -> None:
+        """Notices may have been missed (the LISTEN connection came back): check every lease now."""
+        if self._running:
+            self._check_leases.set()
+
     async def cancel_local(self, job_id: str, timeout_s: float = 2.0) -> None:
         """Stop the task running `job_id` here, if any (its job was cancelled in the store)."""
         task = self._running.get(job_id)
@@ -237,7 +152,7 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 await self.store.release(list(leftover), self.worker_id, self.clock())
             log.info("handed %d active jobs back to the queue", len(leftover))
-        for task in [*self._tasks, *self._abandoned]:
+        for task in [*self._tasks, *self._abandoned, *self._writes]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,8 +168,9 @@ class WorkerPool:
                     jobs = await self.store.claim(
                         free, self.worker_id, self.clock(), self.lease_ms, idle=not self._running
                     )
-                except Exception:
-                    log.exception("claim failed; retrying")
+                except Exception as exc:
+                    if not isinstance(exc, StoreUnavailable):  # an outage is logged once, by the store
+                        log.exception("claim failed; retrying")
                     jobs = []
                     await asyncio.sleep(0.5)
                 for job in jobs:
@@ -319,7 +235,7 @@ class WorkerPool:
             return
         if context.files_saved:
             result.stats.setdefault("files", context.files_saved)
-        await self._record(job, self.store.finish(job.id, self.worker_id, result, self.clock(), self._expiry()))
+        await self._record(job, lambda at: self.store.finish(job.id, self.worker_id, result, at, self._expiry(at)))
 
     async def _run_kind(self, run: Awaitable[JobResult], job: Job, context: JobContext) -> JobResult:
         """The kind's result within the job's timeout, time spent parked not counted. Unlike wait_for,
@@ -364,18 +280,59 @@ class WorkerPool:
             queue = self.resources.config.queue
             delay_s = backoff_s(job.attempts, queue.backoff_base_s, queue.backoff_max_s, random.random())
             retry_at = self.clock() + int(delay_s * 1000)
-        await self._record(job, self.store.fail(job.id, self.worker_id, error, retry_at, self.clock(), self._expiry()))
+        await self._record(
+            job, lambda at: self.store.fail(job.id, self.worker_id, error, retry_at, at, self._expiry(at))
+        )
 
-    async def _record(self, job: Job, write: Awaitable[Job | None]) -> None:
-        """Write the outcome, then announce it. The write is shielded and the announcement hangs on
-        the write itself, not on this task: a cancel arriving meanwhile (the owner's cancel, or a
-        heartbeat that read the job just after this very write committed and so found it no longer
-        active) must lose neither the outcome nor its announcement, which metrics, webhooks and
-        waiting readers depend on (measured before: 76 of 360,000 ends in an hour went unannounced)."""
-        outcome = asyncio.ensure_future(write)
+    async def _record(self, job: Job, write: Callable[[int], Awaitable[Job | None]]) -> None:
+        """Write the outcome (`write(now_ms)`), then announce it. The write is shielded and the
+        announcement hangs on the write itself, not on this task: a cancel arriving meanwhile (the
+        owner's cancel, or a heartbeat that read the job just after this very write committed and so
+        found it no longer active) must lose neither the outcome nor its announcement, which metrics,
+        webhooks and waiting readers depend on (measured before: 76 of 360,000 ends in an hour went
+        unannounced)."""
+        outcome = asyncio.ensure_future(self._write_outcome(job.id, write, self.clock()))
+        self._writes.add(outcome)
+        outcome.add_done_callback(self._writes.discard)
         outcome.add_done_callback(lambda done: self._announce(job.id, done))
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(outcome)
+
+    async def _write_outcome(
+        self, job_id: str, write: Callable[[int], Awaitable[Job | None]], at_ms: int
+    ) -> Job | None:
+        """The write, tried again with growing pauses while the database cannot be reached, until it
+        is written or the pool stops. Meanwhile the job stays running here, so the heartbeats renew
+        its lease as soon as the database is back: an outage is not a dead worker, and charging the
+        job an attempt for it would fail (or poison) jobs whose work was done. Every try writes the
+        same `at_ms`, the moment the work ended."""
+        pause_s = OUTCOME_RETRY_FIRST_S
+        tries = 0
+        while True:
+            try:
+                changed = await write(at_ms)
+                break
+            except StoreUnavailable:
+                tries += 1
+                if tries == 1:
+                    log.warning("could not record the outcome of %s yet: the database cannot be reached", job_id)
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, OUTCOME_RETRY_MAX_S)
+        if tries and changed is None:
+            changed = await self._written_already(job_id, at_ms)
+        if tries:
+            done = "recorded" if changed is not None else "not recorded (the job is no longer this worker's)"
+            log.warning("the outcome of %s is %s, after %d failed tries", job_id, done, tries)
+        return changed
+
+    async def _written_already(self, job_id: str, at_ms: int) -> Job | None:
+        """The job, if an earlier try did commit though its answer was lost with the connection (the
+        job's last change is then that outcome, at `at_ms`), so that the end is still announced."""
+        with contextlib.suppress(Exception):
+            job = await self.store.get(job_id)
+            if job is not None and job.updated_at == at_ms and job.status != JobState.ACTIVE:
+                return job
+        return None
 
     def _announce(self, job_id: str, outcome: asyncio.Future[Job | None]) -> None:
         if outcome.cancelled():
@@ -389,22 +346,36 @@ class WorkerPool:
         if changed is not None:
             self.feed.publish(changed)
 
-    def _expiry(self) -> int:
-        return self.clock() + int(self.resources.config.store.retention_s * 1000)
+    def _expiry(self, now_ms: int) -> int:
+        return now_ms + int(self.resources.config.store.retention_s * 1000)
 
     async def _heartbeat_forever(self) -> None:
+        """Renew the leases every third of lease_s, and at once when asked (`_check_leases`)."""
         interval = max(0.05, self.lease_ms / 3000)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
-            ids = list(self._running)
-            if not ids:
-                continue
-            try:
-                alive = await self.store.heartbeat(ids, self.worker_id, self.clock() + self.lease_ms)
-            except Exception:
-                log.exception("heartbeat failed")
-                continue
-            for job_id in set(ids) - alive:
-                task = self._running.get(job_id)
-                if task is not None:  # cancelled elsewhere, or the lease was lost: stop the work
-                    task.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_leases.wait(), max(0.0, due - loop.time()))
+            self._check_leases.clear()
+            if loop.time() >= due:
+                due = loop.time() + interval
+            await self._renew_leases()
+
+    async def _renew_leases(self) -> None:
+        """Extend the running jobs' leases, and stop the work of those no longer this pool's: a
+        job cancelled elsewhere, or recovered as lost by a sweeper."""
+        ids = list(self._running)
+        if not ids:
+            return
+        try:
+            alive = await self.store.heartbeat(ids, self.worker_id, self.clock() + self.lease_ms)
+        except StoreUnavailable:
+            return  # logged once by the store; renewed at the first heartbeat once it is back
+        except Exception:
+            log.exception("heartbeat failed")
+            return
+        for job_id in set(ids) - alive:
+            task = self._running.get(job_id)
+            if task is not None:
+                task.cancel()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
 from litejobs import errors as e
 from litejobs.api.responses import JSONResponse
@@ -26,6 +29,7 @@ STATUS_OF: dict[type[e.LitejobsError], int] = {
     e.RateLimited: 429,
     e.QueueDisabled: 503,
     e.ShuttingDown: 503,
+    e.StoreUnavailable: 503,
     e.StorageFull: 507,
     e.SyncTimeout: 504,
     # an inline scrape whose target failed: the target's fault, not ours
@@ -56,3 +60,17 @@ def error_response(request: Request, exc: e.LitejobsError) -> JSONResponse:
     if retry_after is not None and status_of(exc) in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return JSONResponse(body, status_code=status_of(exc), headers=headers)
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """Every method some route takes at the request's path. Starlette's 405 names only the first
+    route matching the path, where litejobs has one route per method (GET and POST /v1/jobs)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, child_scope = route.matches(scope)
+        if isinstance(route, Mount):
+            if match == Match.FULL:
+                methods |= allowed_methods(route.routes, {**scope, **child_scope})
+        elif isinstance(route, Route) and match != Match.NONE:
+            methods |= route.methods or set()
+    return methods

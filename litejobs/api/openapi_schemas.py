@@ -23,6 +23,9 @@ HTTP_URL = {
 STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"]
 #: every route but /healthz takes a key when keys are configured, and counts against [auth] rate_per_s
 AUTHED = (401, 429)
+#: 503 store_unavailable (with Retry-After) while the database cannot be reached: every route given
+#: error_responses reads or writes the store (/v1/scrape aside, whose 503 is shutting_down)
+STORE_AWAY = 503
 
 
 def schema_ref(name: str) -> dict[str, str]:
@@ -34,7 +37,7 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def error_responses(*statuses: int) -> dict[str, Any]:
-    return {str(s): json_body(schema_ref("Error"), "error") for s in sorted({*statuses, *AUTHED})}
+    return {str(s): json_body(schema_ref("Error"), "error") for s in sorted({*statuses, *AUTHED, STORE_AWAY})}
 
 
 def object_schema(properties: dict[str, Any], *required: str, closed: bool = False) -> dict[str, Any]:

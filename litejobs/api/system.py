@@ -40,7 +40,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     owner(request)  # API.md: every route but /healthz needs a key when keys are configured
-    checks = app_of(request).readiness()
+    checks = await app_of(request).readiness()
     ready = checks["store"] and (checks["workers"] or not app_of(request).config.queue.enabled)
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 

@@ -9,23 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from litejobs.errors import LitejobsError
+# raised by a store whose database cannot be reached or opened; kept among the API errors (503)
+from litejobs.errors import StoreUnavailable as StoreUnavailable
 from litejobs.jobs import Attempt, Job, JobResult, JobSpec, JobState
 
 if TYPE_CHECKING:
     from litejobs.config import StoreConfig
-
-
-class StoreUnavailable(LitejobsError):
-    """The database cannot be opened."""
-
-    code = "store_unavailable"
-
-    @classmethod
-    def opening(cls, where: str, exc: BaseException) -> StoreUnavailable:
-        """The error a server stops on at start: which database, and why, in one line."""
-        reason = exc.message if isinstance(exc, LitejobsError) else (str(exc) or type(exc).__name__)
-        return cls(f"cannot open the database {where}: {reason}")
 
 
 @dataclass
@@ -78,7 +67,8 @@ class Store(Protocol):
 
     Optional capabilities, which PostgresStore has and SqliteStore does not: keeping artefacts'
     bytes (`FileBytesStore`), telling of changes made by other nodes (`on_work_available`,
-    `on_remote_change`; app.py looks them up with getattr), and per-host request slots shared by
+    `on_remote_change`; app.py looks them up with getattr), whether its database answers (`ping`
+    for /readyz, `unreachable_within` for the sweeper), and per-host request slots shared by
     the nodes (`take_host_slot` and its kin, `shared_politeness.SharedHosts`; `host_gate_for`
     looks for them)."""
 

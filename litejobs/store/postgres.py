@@ -15,7 +15,6 @@ import contextlib
 import logging
 import secrets
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +25,7 @@ from litejobs.store.postgres_hosts import HostSlots
 from litejobs.store.postgres_housekeeping import Housekeeping
 from litejobs.store.postgres_listen import Listener, Notices
 from litejobs.store.postgres_notices import ChangeNotices
+from litejobs.store.postgres_pool import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, open_pool, shown_url
 from litejobs.store.postgres_records import Records, dumps, end_attempt, job_of, notify_work
 from litejobs.store.postgres_schema import migrate
 from litejobs.store.postgres_webhooks import WebhookDeliveries
@@ -37,15 +37,6 @@ except ImportError:  # pragma: no cover - the optional extra
     asyncpg = None
 
 log = logging.getLogger("litejobs.store")
-
-
-def shown_url(url: str) -> str:
-    """The URL with its password masked: fit for a message or a log."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 #: connections per node: the workers' claims and outcomes, heartbeats, the API's reads
@@ -85,14 +76,6 @@ SELECT * FROM claimed ORDER BY priority DESC, run_at, seq
 """
 
 
-async def _keep_session(conn: Any) -> None:
-    """The pool's reset between borrowers: nothing beyond what asyncpg always does (roll back an open
-    transaction). litejobs keeps no session state on pooled connections (its advisory locks are
-    transaction-scoped, LISTEN has its own connection), so asyncpg's default UNLISTEN / RESET ALL /
-    CLOSE ALL round trip after every statement bought nothing; skipping it measured 1.4x more
-    single-row reads per second."""
-
-
 class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices):
     """A connection pool for statements, and one more connection that LISTENs for other nodes'
     notices: new work, job changes, and released host slots."""
@@ -100,12 +83,15 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
     def _notice_handlers(self) -> dict[str, Callable[[str], None]]:
         return {**Notices._notice_handlers(self), **self._host_notice_handlers()}
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = POOL_SIZE, command_timeout_s: float | None = COMMAND_TIMEOUT_S
+    ) -> None:
         if asyncpg is None:
             raise RuntimeError("store.url names PostgreSQL, which needs asyncpg: pip install 'litejobs[postgres]'")
         self.url = url
         self.pool_size = pool_size
-        self._pool: Any = None
+        self.command_timeout_s = command_timeout_s
+        self._pool: Any = None  # a BoundedPool once open
         self._listener: Listener | None = None
         self._wake_callbacks: list[Callable[[], None]] = []
         self._change_callbacks: list[Callable[[str, str], None]] = []
@@ -117,9 +103,13 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
 
     async def __aenter__(self) -> PostgresStore:
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, reset=_keep_session)
-            async with self._pool.acquire() as conn:
+            # a connection of its own, free of the pool's statement timeout: a migration may take long
+            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+            try:
                 await migrate(conn)
+            finally:
+                await conn.close()
+            self._pool = await open_pool(self.url, self.pool_size, self.command_timeout_s)
             self._notices.start(self._pool)
             self._listener = await Listener(self.url, self._notice_handlers(), self._on_reconnect).__aenter__()
         except BaseException as exc:
@@ -143,7 +133,16 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         assert self._pool is not None, "store is not open"
-        return list(await self._pool.fetch(sql, *args))
+        return await self._pool.fetch(sql, *args)
+
+    async def ping(self) -> bool:
+        """Whether the database answers now, within a short time (the readiness probe)."""
+        return self._pool is not None and await self._pool.ping()
+
+    def unreachable_within(self, seconds: float) -> bool:
+        """Whether a statement found the database unreachable in the last `seconds`."""
+        at = None if self._pool is None else self._pool.unreachable_at
+        return at is not None and time.monotonic() - at < seconds
 
     def _changed(self, jobs: Iterable[tuple[str, str]]) -> None:
         """Tell other nodes these (job_id, owner) changed; only once their transaction committed,

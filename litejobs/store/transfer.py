@@ -85,7 +85,12 @@ async def copy_sqlite_to_postgres(
     source = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
     copied = Copied({})
     try:
-        async with PostgresStore(url) as target, target._pool.acquire() as conn, conn.transaction():
+        # no statement timeout: one copy statement may move a 64 MiB chunk
+        async with (
+            PostgresStore(url, command_timeout_s=None) as target,
+            target._pool.acquire() as conn,
+            conn.transaction(),
+        ):
             if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM jobs)"):
                 raise TargetNotEmpty()
             for table, columns in TABLES.items():

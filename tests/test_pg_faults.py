@@ -1,0 +1,314 @@
+"""Several nodes on one PostgreSQL when things go wrong around them: the database stops or stops
+answering, two nodes share a host name, a job is cancelled through the node that does not run it.
+
+These tests run their own PostgreSQL (not the session's), since they stop and freeze it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.pg import _SERVER_OPTIONS, START_TIMEOUT_S, PostgresServer, _bindir
+from tests.support import PYTHON, ROOT, Http, ServerProcess, TargetSite, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+class OwnPostgres(PostgresServer):
+    """A throwaway PostgreSQL this module may stop, start, freeze and thaw."""
+
+    def start_again(self) -> None:
+        options = f"-p {self.port} -k {self.root} {_SERVER_OPTIONS}"
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
+            "-o", options, "-w", "-t", str(START_TIMEOUT_S), "start",
+        )  # fmt: skip
+
+    def stop_fast(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def processes(self) -> list[int]:
+        """The postmaster this server started, and its children."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP every process of this server: a database that accepts connections and never answers."""
+        frozen = self.processes()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        return frozen
+
+    @staticmethod
+    def thaw(frozen: list[int]) -> None:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[OwnPostgres]:
+    bindir = _bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        pytest.skip("PostgreSQL is not installed (no initdb)")
+    pytest.importorskip("asyncpg")
+    server = OwnPostgres(bindir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_url(own_pg: OwnPostgres) -> str:
+    return own_pg.new_database()
+
+
+def query(url: str, sql: str) -> list[Any]:
+    import asyncpg
+
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def node(tmp_path: Path, name: str, url: str, **env: str) -> ServerProcess:
+    return ServerProcess(tmp_path / f"{name}.db", env={"LITEJOBS_STORE_URL": url, **env})
+
+
+def job(http: Http, job_id: str) -> dict[str, Any]:
+    resp = http.get(f"/v1/jobs/{job_id}")
+    assert resp.status == 200, resp.body
+    return resp.json  # type: ignore[no-any-return]
+
+
+def ended(http: Http, ids: list[str]) -> bool:
+    answers = [http.get(f"/v1/jobs/{job_id}") for job_id in ids]
+    return all(a.status == 200 and a.json["status"] in ("completed", "failed", "cancelled") for a in answers)
+
+
+class SlowPage:
+    """A page that answers after `delay_s`; counts the fetches that began and those that ended."""
+
+    def __init__(self, site: TargetSite, delay_s: float) -> None:
+        self.started = 0
+        self.answered = 0
+        self.delay_s = delay_s
+        self.url = site.add("/slow", self._handler)
+
+    async def _handler(self, request: web.Request) -> web.Response:
+        self.started += 1
+        await asyncio.sleep(self.delay_s)
+        self.answered += 1
+        return web.Response(text="<p>done</p>", content_type="text/html")
+
+
+def assert_store_unavailable(resp: Any) -> None:
+    assert resp.status == 503, (resp.status, resp.body)
+    assert resp.json["error"]["code"] == "store_unavailable", resp.body
+    assert int(resp.headers["retry-after"]) >= 1
+
+
+# --- the database goes away ---------------------------------------------------------------------
+
+
+def test_an_outage_longer_than_a_lease_costs_the_running_jobs_no_attempt(
+    tmp_path: Path, site: TargetSite, own_pg: OwnPostgres, db_url: str
+) -> None:
+    """Jobs whose work ends while the database is down are recorded as they ended once it is back:
+    no attempt charged, nothing run twice, no job lost; meanwhile the API answers 503."""
+    page = SlowPage(site, 1.5)
+    env = {"LITEJOBS_QUEUE_LEASE_S": "3", "LITEJOBS_QUEUE_CONCURRENCY": "4"}
+    one, two = node(tmp_path, "one", db_url, **env), node(tmp_path, "two", db_url, **env)
+    try:
+        ids = [
+            (one if n % 2 else two).http.submit({"url": f"{page.url}?n={n}"}, max_attempts=1 if n < 2 else 3)["job_id"]
+            for n in range(6)
+        ]
+        assert wait_until(lambda: page.started == 6, 30)
+        own_pg.stop_fast()
+        try:
+            assert_store_unavailable(one.http.get(f"/v1/jobs/{ids[0]}"))
+            assert_store_unavailable(two.http.post("/v1/jobs", {"input": {"url": page.url}}))
+            assert_store_unavailable(one.http.get("/v1/jobs?limit=5"))
+            assert_store_unavailable(two.http.get("/v1/stats"))
+            ready = two.http.get("/readyz")
+            assert ready.status == 503 and ready.json["store"] is False
+            assert wait_until(lambda: page.answered == 6, 30)  # every job's work ends in the outage
+            time.sleep(4)  # ...and every lease (3 s) lapses
+        finally:
+            own_pg.start_again()
+
+        assert wait_until(lambda: ended(one.http, ids), 60)
+        for job_id in ids:
+            done = job(two.http, job_id)
+            detail = [(a["attempt"], a["outcome"]) for a in done["attempts_detail"]]
+            assert (done["status"], done["attempts"], detail) == ("completed", 1, [(1, "completed")]), done
+        assert page.started == 6  # nothing ran twice
+        assert one.http.get("/readyz").status == 200
+        again = one.http.submit({"url": page.url})["job_id"]
+        assert one.http.wait(again)["status"] == "completed"
+        assert not any("recovered" in line for line in one.output + two.output)
+    finally:
+        one.terminate()
+        two.terminate()
+
+
+def test_a_database_that_stops_answering_gets_503_in_bounded_time_then_works_again(
+    tmp_path: Path, site: TargetSite, own_pg: OwnPostgres, db_url: str
+) -> None:
+    server = node(tmp_path, "one", db_url)
+    try:
+        page = site.add_html("/page", "<p>ok</p>")
+        before = server.http.submit({"url": page})["job_id"]
+        assert server.http.wait(before)["status"] == "completed"
+        frozen = own_pg.freeze()
+        try:
+            # the test client gives up after 90 s: an answer at all says the wait was bounded
+            assert_store_unavailable(server.http.get("/v1/jobs?limit=1"))
+            assert_store_unavailable(server.http.post("/v1/jobs", {"input": {"url": page}}))
+            ready = server.http.get("/readyz")
+            assert ready.status == 503 and ready.json["store"] is False
+        finally:
+            own_pg.thaw(frozen)
+        assert wait_until(lambda: server.http.get("/readyz").status == 200, 60)
+        assert server.http.get(f"/v1/jobs/{before}").json["status"] == "completed"
+        after = server.http.submit({"url": page})["job_id"]
+        assert server.http.wait(after)["status"] == "completed"
+    finally:
+        server.terminate()
+
+
+# --- two nodes with one host name ---------------------------------------------------------------
+
+
+def _unshare_prefix() -> list[str] | None:
+    """The command that runs a program as PID 1 of a new PID namespace, or None where it cannot."""
+    if shutil.which("unshare") is None:
+        return None
+    base = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    for prefix in (base, [*base[:1], "--user", "--map-root-user", *base[1:]]):
+        probe = subprocess.run([*prefix, "sh", "-c", "test $$ = 1"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+class ContainerNode(ServerProcess):
+    """`litejobs serve` as PID 1 of a PID namespace of its own, on this host's network and host name:
+    a container run with host networking (Docker `--network host`, Kubernetes `hostNetwork`)."""
+
+    def __init__(self, prefix: list[str], db: Path, env: dict[str, str]) -> None:
+        self.db = db
+        cmd = [*prefix, PYTHON, "-m", "litejobs", "serve", "--port", "0", "--db", str(db)]
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=ROOT
+        )
+        self.output: list[str] = []
+        self.base_url = self._read_address()
+        self.http = Http(self.base_url)
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        """SIGTERM to the server itself: unshare ignores it (it leaves when its child does)."""
+        unshare = self.proc.pid
+        with contextlib.suppress(OSError):  # gone already
+            for child in Path(f"/proc/{unshare}/task/{unshare}/children").read_text().split():
+                os.kill(int(child), signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # --kill-child: the server goes with it
+            self.proc.wait(10)
+            raise
+        finally:
+            self._closed()
+
+
+def test_nodes_with_one_host_name_in_separate_pid_namespaces_leave_each_others_jobs_alone(
+    tmp_path: Path, site: TargetSite, db_url: str
+) -> None:
+    """Both nodes are PID 1 of their own namespace: to each, the other's `host:1` looks like itself,
+    and the other's PID names no process it can see. Neither may take the other for dead."""
+    prefix = _unshare_prefix()
+    if prefix is None:
+        pytest.skip("unshare cannot make a PID namespace here")
+    page = SlowPage(site, 7.0)  # more than two sweeper rounds (one per lease_s)
+    env = {"LITEJOBS_STORE_URL": db_url, "LITEJOBS_QUEUE_LEASE_S": "2"}
+    one = ContainerNode(prefix, tmp_path / "one.db", env)
+    two = None
+    try:
+        two = ContainerNode(prefix, tmp_path / "two.db", env)
+        ids = [(one if n % 2 else two).http.submit({"url": f"{page.url}?n={n}"})["job_id"] for n in range(4)]
+        assert wait_until(lambda: page.started == 4, 30)
+        owners = [row[0] for row in query(db_url, "SELECT lease_owner FROM jobs WHERE status = 'active'")]
+        assert len(owners) == 4 and {tuple(o.split(":")[:2]) for o in owners} == {(socket.gethostname(), "1")}
+        assert wait_until(lambda: ended(one.http, ids), 60)
+        for job_id in ids:
+            done = job(one.http, job_id)
+            detail = [(a["attempt"], a["outcome"]) for a in done["attempts_detail"]]
+            assert (done["status"], detail) == ("completed", [(1, "completed")]), done
+        assert page.started == 4  # none was taken for lost and run again
+        assert not any("recovered" in line for line in one.output + two.output)
+    finally:
+        one.terminate()
+        if two is not None:
+            two.terminate()
+
+
+# --- a cancel through another node --------------------------------------------------------------
+
+
+def test_a_job_cancelled_through_another_node_stops_at_once_on_the_node_running_it(
+    tmp_path: Path, site: TargetSite, db_url: str
+) -> None:
+    """The running node hears of the cancel through the change notices: with a 10-minute lease (and
+    fetch timeout) its next heartbeat would come only after 200 s, well past this test's waits."""
+    cut = threading.Event()
+
+    async def endless(request: web.Request) -> web.Response:
+        try:
+            await asyncio.sleep(300)
+        except asyncio.CancelledError:
+            cut.set()  # the fetch that ran the job went away
+            raise
+        return web.Response(text="<p>late</p>", content_type="text/html")
+
+    url = site.add("/endless", endless)
+    runner = node(tmp_path, "runner", db_url, LITEJOBS_QUEUE_LEASE_S="600", LITEJOBS_FETCH_TIMEOUT_S="600")
+    other = node(tmp_path, "other", db_url, LITEJOBS_QUEUE_ENABLED="false")
+    try:
+        job_id = runner.http.submit({"url": url}, timeout_s=600)["job_id"]
+        assert wait_until(lambda: site.hits["/endless"] == 1, 30)
+        cancelled = other.http.delete(f"/v1/jobs/{job_id}")
+        assert cancelled.status == 200 and cancelled.json["status"] == "cancelled", cancelled.body
+
+        assert wait_until(cut.is_set, 60), "the running node went on fetching the cancelled job"
+        assert wait_until(lambda: runner.http.get("/v1/stats").json["workers"]["busy"] == 0, 30)
+        done = job(runner.http, job_id)
+        assert done["status"] == "cancelled"
+        assert [a["outcome"] for a in done["attempts_detail"]] == ["cancelled"]
+    finally:
+        runner.terminate()
+        other.terminate()
