@@ -1,13 +1,18 @@
 """Server-Sent Events: one job's changes, or all of the caller's, resumable with Last-Event-ID.
 
 Jobs are snapshots, not deltas, so a stream needs no event log: an event's id is the job's
-`updated_at` (ms), and a client that reconnects is sent every job changed in that millisecond or
-later. The same millisecond again, because one id may stand for many jobs (a batch): sending a
-snapshot twice is harmless, missing one is not. `/v1/events` sends the changes made here as the
-feed publishes them, in order, so that no status is skipped; it reads the store (keyset pages on
-(updated_at, seq)) for the rest: at the start, when another node announces a change, when it holds
-more changes than `INBOX_MAX` for a slow client, and every `[store] recheck_s` for changes nothing
-announced.
+`updated_at` (ms). That is its writer's clock, read before a commit that may land later (a
+PostgreSQL transaction, a SQLite write waiting for another process's lock), and another node's clock
+may be behind ours: jobs do not commit in the order of their ids. `/v1/events` sends the changes
+made here as the feed publishes them, in order, so that no status is skipped, and reads the store
+for the rest (keyset pages on (updated_at, seq)): at the start, when another node announces a
+change, when it holds more changes than `INBOX_MAX` for a slow client, and every `[store] recheck_s`
+for changes nothing announced. Each read starts `LOOKBACK_MS` before the time the last one began, to
+find the changes that committed late; the stream remembers what it sent, so each snapshot goes once.
+A stream resumed from an id sends every job changed from `LOOKBACK_MS` before it on (a new stream:
+from `LOOKBACK_MS` before now, as another node's clock may be behind), so jobs the client had may
+come again, as they may when one id stands for many jobs (a batch): sending a snapshot twice is
+harmless, missing one is not.
 """
 
 from __future__ import annotations
@@ -33,19 +38,36 @@ PAGE = 500
 #: changes published here that one `/v1/events` stream keeps for a client slower than they come;
 #: past it they are dropped and the store read instead (each job's latest: statuses between are lost)
 INBOX_MAX = 1000
-#: jobs whose last sent version a stream remembers, so as not to send them again from a store read
+#: how far before the start of its last read a `/v1/events` store read begins: a change committed up to
+#: this long after its `updated_at` (by this node's clock: a slow commit, plus how far the writer's clock
+#: is behind ours) is still sent. One later than that may be missed by a stream that read past it.
+LOOKBACK_MS = 5_000
+#: least time between two store reads of one `/v1/events` stream asked for by other nodes' notices (each
+#: read goes over the last LOOKBACK_MS of changes again, and they send one notice per change)
+READ_GAP_S = 0.25
+#: jobs whose last sent version a stream remembers, so as not to send them again from a store read;
+#: past it, those no read can return again (changed before the next one's start) are forgotten
 REMEMBERED = 10_000
+#: ...and past this, the least recently sent whatever their age: a read may then send one of them twice
+REMEMBERED_MAX = 50_000
 
 
 class _Pace:
     """When a quiet stream must re-read the store (every `recheck_s`) or send a keep-alive."""
 
-    def __init__(self, recheck_s: float) -> None:
+    def __init__(self, recheck_s: float, *, read_now: bool = False) -> None:
         self.recheck_s = recheck_s
         self.read_at = self.sent_at = time.monotonic()
+        if read_now:
+            self.read_at -= recheck_s
 
-    def timeout_s(self) -> float:
-        return max(0.0, min(self.read_at + self.recheck_s, self.sent_at + KEEPALIVE_S) - time.monotonic())
+    def _read_after_s(self, asked: bool) -> float:
+        """A read asked for by a notice waits READ_GAP_S after the last; else recheck_s."""
+        return min(READ_GAP_S, self.recheck_s) if asked else self.recheck_s
+
+    def timeout_s(self, asked: bool = False) -> float:
+        read_at = self.read_at + self._read_after_s(asked)
+        return max(0.0, min(read_at, self.sent_at + KEEPALIVE_S) - time.monotonic())
 
     def read(self) -> None:
         self.read_at = time.monotonic()
@@ -56,8 +78,8 @@ class _Pace:
     def keepalive_due(self) -> bool:
         return time.monotonic() >= self.sent_at + KEEPALIVE_S
 
-    def read_due(self) -> bool:
-        return time.monotonic() >= self.read_at + self.recheck_s
+    def read_due(self, asked: bool = False) -> bool:
+        return time.monotonic() >= self.read_at + self._read_after_s(asked)
 
 
 def sse(job: Job, event: str) -> str:
@@ -81,7 +103,7 @@ async def job_events(request: Request) -> Response:
     app = app_of(request)
     job = await app.engine.get(request.path_params["job_id"], who)
     since = _last_event_id(request)
-    if since is not None and job.is_terminal and job.updated_at <= since:
+    if since is not None and job.is_terminal and not _lacks(job, since):
         return Response(status_code=204)  # an EventSource reconnects after a stream that ends, not a 204
 
     async def body() -> AsyncIterator[str]:
@@ -92,13 +114,15 @@ async def job_events(request: Request) -> Response:
         pace = _Pace(app.config.store.recheck_s)
         sent = _Sent()
         current: Job | None = await app.store.get(job.id)
-        read = True
+        read = first = True
         try:
             while current is not None:
                 event = sent.record(current, read)
-                if event and (since is None or current.updated_at > since):
+                # `since` says what the client had before; every change made since is new to it
+                if event and (not first or _lacks(current, since)):
                     yield sse(current, event)
                     pace.sent()
+                first = False
                 if current.is_terminal:
                     return
                 try:
@@ -122,36 +146,46 @@ async def job_events(request: Request) -> Response:
     return _stream(body())
 
 
+def _lacks(job: Job, since: int | None) -> bool:
+    """Whether a client whose last event of this job had id `since` lacks `job` as stored now (never
+    older than what it was sent): unless that event was this version (the same id) or `since` is
+    more than LOOKBACK_MS after it. A smaller id than `since` is a later change stamped by a node
+    whose clock is behind."""
+    return since is None or (job.updated_at != since and job.updated_at >= since - LOOKBACK_MS)
+
+
 class _Inbox:
     """The feed's reader for one `/v1/events` stream: the jobs changed here, in order, and whether to
-    read the store (at the start, after a change made elsewhere, or after dropping what overflowed)."""
+    read the store (after dropping what overflowed, or after a change made elsewhere)."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._jobs: list[Job] = []
         self._held: set[str] = set()
-        self._read_store = True
+        self._overflowed = self._noticed = False
         self._ready = asyncio.Event()
 
     def put(self, job: Job | None) -> None:
         """A job as changed here, or None: one changed elsewhere."""
-        if job is None or len(self._jobs) >= self._capacity:
-            if job is not None:  # a client this far behind gets each job's latest from the store
-                self._jobs.clear()
-                self._held.clear()
-            self._read_store = True
+        if job is None:
+            self._noticed = True
+        elif len(self._jobs) >= self._capacity:  # a client this far behind gets each job's latest from the store
+            self._jobs.clear()
+            self._held.clear()
+            self._overflowed = True
         else:
             self._jobs.append(job)
             self._held.add(job.id)
         self._ready.set()
 
-    def take(self) -> tuple[list[Job], bool]:
-        """The jobs changed since the last take, in order, and whether to read the store."""
-        jobs, read_store = self._jobs, self._read_store
-        self._jobs, self._read_store = [], False
+    def take(self) -> tuple[list[Job], bool, bool]:
+        """The jobs changed since the last take, in order; whether to read the store at once (some
+        were dropped), and whether soon (changed elsewhere)."""
+        jobs, overflowed, noticed = self._jobs, self._overflowed, self._noticed
+        self._jobs, self._overflowed, self._noticed = [], False, False
         self._held.clear()
         self._ready.clear()
-        return jobs, read_store
+        return jobs, overflowed, noticed
 
     def holds(self, job_id: str) -> bool:
         """A change of this job waits here: it is the one to send, in its order among the others."""
@@ -167,35 +201,44 @@ class _Inbox:
 
 
 class _StoreCursor:
-    """Where a `/v1/events` stream's next store read starts: after the last (updated_at, seq) read,
-    so that any number of jobs changed in one millisecond page through, each once per change."""
+    """Where a `/v1/events` stream's store reads start. A read pages on (updated_at, seq), so that any
+    number of jobs changed in one millisecond page through, from LOOKBACK_MS before the time the read
+    before it began, never before `first_ms` (LOOKBACK_MS before a new stream's start or a resumed one's id):
+    a change stamped then that committed during that read or after it is found, if within LOOKBACK_MS
+    of its stamp."""
 
-    def __init__(self, after_ms: int) -> None:
-        self.after = (after_ms, 0)  # seq counts from 1: before every job changed in that millisecond
-        self._held_back: tuple[int, int] | None = None
+    def __init__(self, first_ms: int) -> None:
+        self._first_ms = first_ms
+        self._next = (self._first_ms, 0)  # seq counts from 1: before every job changed in that millisecond
+        self._after = self._next
+
+    @property
+    def floor_ms(self) -> int:
+        """The oldest `updated_at` the next read may return."""
+        return self._next[0]
+
+    def begin(self, now_ms: int) -> None:
+        """A read starts at `now_ms` (this node's clock), where the one before said."""
+        self._after = self._next
+        self._next = (max(self._first_ms, now_ms - LOOKBACK_MS), 0)
 
     async def read(self, store: Store, owner: str) -> tuple[list[tuple[int, Job]], bool]:
         """The next page of (seq, job), and whether another may follow."""
-        rows = await store.changed_after(owner, *self.after, PAGE)
+        rows = await store.changed_after(owner, *self._after, PAGE)
         if rows:
             seq, job = rows[-1]
-            self.after = (job.updated_at, seq)
+            self._after = (job.updated_at, seq)
         return rows, len(rows) == PAGE
 
     def hold_back(self, seq: int, job: Job) -> None:
-        """Left to the inbox, which holds a change of this job: read it again next time, should it
-        differ from what the inbox brings (also changed elsewhere) or the inbox drop it (overflow)."""
-        if self._held_back is None:
-            self._held_back = (job.updated_at, seq - 1)
-
-    def rewind(self) -> None:
-        """After a read: the next one starts at the first row held back, if any."""
-        if self._held_back is not None:
-            self.after, self._held_back = self._held_back, None
+        """Left to the inbox, which holds a change of this job: the next read starts at it at the
+        latest, should the row differ from what the inbox brings (also changed elsewhere) or the
+        inbox drop it (overflow)."""
+        self._next = min(self._next, (job.updated_at, seq - 1))
 
 
 class _Sent:
-    """The last version sent of each of the `REMEMBERED` latest jobs, and whether a store read sent it."""
+    """The last version sent of each job a store read may return again, and whether a read sent it."""
 
     def __init__(self) -> None:
         self._versions: dict[str, tuple[int, str, bool]] = {}
@@ -208,19 +251,32 @@ class _Sent:
             self._versions[job.id] = last
             return None
         self._versions[job.id] = (job.updated_at, job.status.value, read)
-        if len(self._versions) > REMEMBERED:
+        if len(self._versions) > REMEMBERED_MAX:
             del self._versions[next(iter(self._versions))]
         return "status" if last is None or last[1] != job.status else "progress"
 
+    def forget_before(self, floor_ms: int) -> None:
+        """Past REMEMBERED jobs, forget the least recently sent while no read can return them again:
+        each is the job as it was before `floor_ms`, and a read returns none older."""
+        versions = self._versions
+        while len(versions) > REMEMBERED:
+            job_id, (updated_at, _, _) = next(iter(versions.items()))
+            if updated_at >= floor_ms:
+                return
+            del versions[job_id]
+
 
 def _has_it(last: tuple[int, str, bool], job: Job, read: bool) -> bool:
-    """Whether a client sent `last` has `job` or newer. Published snapshots come in the order they were
-    made, though not always of rising `updated_at` (a claim may read the clock before the submit it
-    races commits): after one of them, only a copy of it is old. A store read may be ahead of them or
-    behind: between the two, an older `updated_at` is old."""
+    """Whether a client sent `last` has `job` or newer. `updated_at` cannot say which is newer: it is
+    several writers' clocks, and they may differ. A store read is never older than what was sent
+    before it began (a change is published after its commit, and a read leaves to the inbox the jobs
+    it holds), and published snapshots come in the order they were made: after either, only a copy
+    of `last` is old. A published one after a read may be older (changed again elsewhere before the
+    read), which an older `updated_at` is taken to say; wrongly, between nodes whose clocks differ,
+    the next read sends the newer again."""
     if (job.updated_at, job.status) == last[:2]:
         return True
-    return (read or last[2]) and job.updated_at < last[0]
+    return not read and last[2] and job.updated_at < last[0]
 
 
 async def all_events(request: Request) -> Response:
@@ -231,17 +287,22 @@ async def all_events(request: Request) -> Response:
     async def body() -> AsyncIterator[str]:
         inbox, sent = _Inbox(INBOX_MAX), _Sent()
         unsubscribe = app.feed.watch_owner(who, inbox.put)
-        pace = _Pace(app.config.store.recheck_s)
-        cursor = _StoreCursor(since if since is not None else app.clock())
+        pace = _Pace(app.config.store.recheck_s, read_now=True)
+        # a new stream starts as one resumed from now: its jobs stamped just before may commit after
+        cursor = _StoreCursor((since if since is not None else app.clock()) - LOOKBACK_MS)
+        asked = False  # another node's change asked for a read, which waits out READ_GAP_S
         try:
             while True:
-                jobs, read_store = inbox.take()
+                jobs, overflowed, noticed = inbox.take()
+                asked = asked or noticed
                 for job in jobs:
                     if event := sent.record(job, read=False):
                         yield sse(job, event)
                         pace.sent()
-                if read_store or pace.read_due():
+                if overflowed or pace.read_due(asked):
+                    asked = False
                     pace.read()
+                    cursor.begin(app.clock())
                     more = True
                     while more:
                         rows, more = await cursor.read(app.store, who)
@@ -251,8 +312,8 @@ async def all_events(request: Request) -> Response:
                             elif event := sent.record(job, read=True):
                                 yield sse(job, event)
                                 pace.sent()
-                    cursor.rewind()
-                elif not await inbox.wait(pace.timeout_s()) and pace.keepalive_due():
+                    sent.forget_before(cursor.floor_ms)
+                elif not await inbox.wait(pace.timeout_s(asked)) and pace.keepalive_due():
                     pace.sent()
                     yield ": keep-alive\n\n"
         finally:

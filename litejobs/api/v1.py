@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from litejobs.api.auth import ANONYMOUS, presented_key
 from litejobs.api.http import app_of, attempt_body, job_body, public_page, query_number, read_json, result_body
-from litejobs.api.responses import JSONResponse
+from litejobs.api.responses import JSONResponse, bytes_etag, file_bytes_response
 from litejobs.engine import request_hash
 from litejobs.errors import NotFound, ValidationFailed
 from litejobs.fields import Fields
@@ -214,7 +214,7 @@ async def get_file(request: Request) -> Response:
     who = owner(request)
     app = app_of(request)
     job_id, name = request.path_params["job_id"], request.path_params["name"]
-    await app.engine.get(job_id, who)
+    job = await app.engine.get(job_id, who)
     stored = await app.store.get_file(job_id, name)
     if stored is None:
         raise NotFound(f"job {job_id} has no file {name!r}")
@@ -223,7 +223,10 @@ async def get_file(request: Request) -> Response:
         raise NotFound(f"the file {name!r} is gone")
     if isinstance(found, Path):
         return FileResponse(found, media_type=stored.content_type)
-    return Response(found, media_type=stored.content_type)
+    # a job's files are written while it runs: once it has ended, its end is their last change
+    modified_at_ms = job.completed_at if job.is_terminal else None
+    etag = await bytes_etag(found)
+    return file_bytes_response(request, found, stored.content_type, etag, modified_at_ms)
 
 
 ROUTES = [
