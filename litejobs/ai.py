@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from litejobs.config import AiConfig
+
+log = logging.getLogger("litejobs.ai")
 
 #: page text beyond this is cut before it is sent: a local model's context is small
 MAX_PAGE_CHARS = 60_000
@@ -21,6 +24,10 @@ _INSTRUCTIONS = {
     "json": "You extract information from a web page. Answer the user's request using only the page "
     "content below. Answer with one JSON value and nothing else: no prose, no code fences.",
 }
+
+
+#: a job's time limit, as `ai_error` names it
+_LIMITS = "its timeout_s; inline, [limits] sync_timeout_s"
 
 
 class AiError(Exception):
@@ -91,7 +98,10 @@ class ChatClient:
         return self.config.base_url.rstrip("/") + "/chat/completions"
 
     async def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """One chat completion; raises AiError on any failure, with a message a person can act on."""
+        """One chat completion; raises AiError on any failure, with a message a person can act on.
+
+        The message reaches every API caller, so it names no endpoint and quotes no answer body (the
+        operator's model server is internal): those details go to the server's log."""
         assert self.session is not None, "use ChatClient as an async context manager"
         body: dict[str, Any] = {"messages": messages, "temperature": 0}
         if self.config.model:
@@ -100,10 +110,17 @@ class ChatClient:
         try:
             async with self.session.post(self.endpoint, json=body, headers=headers) as resp:
                 if resp.status != 200:
-                    raise AiError(f"the model server answered HTTP {resp.status}: {(await resp.text())[:300]}")
+                    detail = (await resp.read())[:300].decode(errors="replace")
+                    log.warning("model server %s answered HTTP %s: %s", self.endpoint, resp.status, detail)
+                    raise AiError(f"the model server answered HTTP {resp.status} {(resp.reason or '')[:60]}".rstrip())
                 answer = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise AiError(f"the model server at {self.endpoint} failed: {type(exc).__name__}: {exc}") from None
+        except TimeoutError:
+            raise AiError(f"the model did not answer within [ai] timeout_s ({self.config.timeout_s:g} s)") from None
+        except aiohttp.ClientError as exc:
+            log.warning("model server %s failed: %r", self.endpoint, exc)
+            raise AiError(f"the model server could not be reached or broke off ({type(exc).__name__})") from None
+        except ValueError:
+            raise AiError("the model server's answer is not JSON") from None
         return _completion_of(answer)
 
 
@@ -145,25 +162,38 @@ def parse_answer(text: str, output_format: str) -> Any:
 
 
 async def extract_with_prompt(
-    config: AiConfig, prompt: str, markdown: str, output_format: str = "markdown"
+    config: AiConfig, prompt: str, markdown: str, output_format: str = "markdown", *, deadline: float | None = None
 ) -> Extraction:
-    """Ask the configured model; on no model or any failure, the markdown with `failed` set."""
+    """Ask the configured model; on no model or any failure, the markdown with `failed` set.
+
+    `deadline` (event-loop time) is when the job must have its answer: a model still busy then is
+    given up like a failed one, so a slow model costs the prompt's answer, never the fetched page."""
     if not config.base_url:
         return Extraction(markdown, True, "no model server is configured ([ai] base_url)", model=config.model)
-    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    left_s = None if deadline is None else deadline - started
     completion = Completion("")
     try:
-        async with ChatClient(config) as chat:
-            completion = await chat.complete(messages_for(prompt, markdown, output_format))
+        if left_s is not None and left_s <= 0:
+            raise AiError(f"the model was not asked: the job's time limit left no time for it ({_LIMITS})")
+        async with asyncio.timeout_at(deadline):
+            async with ChatClient(config) as chat:
+                completion = await chat.complete(messages_for(prompt, markdown, output_format))
         content, failed, error = parse_answer(completion.text, output_format), False, None
     except AiError as exc:
         content, failed, error = markdown, True, str(exc)
+    except TimeoutError:  # the deadline's, not [ai] timeout_s (ChatClient.complete reports that one)
+        if left_s is None:
+            raise
+        content, failed = markdown, True
+        error = f"the model did not answer within the {left_s:.1f} s the job's time limit left it ({_LIMITS})"
     return Extraction(
         content,
         failed,
         error,
         input_tokens=completion.input_tokens,
         output_tokens=completion.output_tokens,
-        elapsed_ms=(time.monotonic() - started) * 1000,
+        elapsed_ms=(loop.time() - started) * 1000,
         model=config.model,
     )

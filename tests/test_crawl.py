@@ -305,6 +305,14 @@ def test_bad_crawl_input_is_a_422_at_submit(server: ServerThread) -> None:
     assert "input.extract.fields.x" in fields
 
 
+def test_a_prompt_is_refused_for_a_crawl_rather_than_ignored(server: ServerThread) -> None:
+    body = {"url": "http://example.com/", "extract": {"prompt": "summarise", "fields": {"h": "h1"}}}
+    resp = server.http.post("/v1/jobs", {"kind": "crawl", "input": body})
+    assert resp.status == 422
+    [detail] = resp.json["error"]["details"]
+    assert detail["field"] == "input.extract.prompt" and "multi_fetch" in detail["problem"]
+
+
 def test_a_failing_start_page_fails_the_crawl(server: ServerThread, crawlsite: CrawlSite) -> None:
     server_error = crawl(server.http, {"max_attempts": 1}, url=crawlsite.url(f"/p/{FAILING}"))
     missing = server.http.submit({"url": crawlsite.url("/nope")}, kind="crawl", max_attempts=3)

@@ -207,3 +207,12 @@ def test_render_jobs_waiting_for_a_page_do_not_hold_worker_slots(tmp_path: Path,
             assert server.http.wait(render["job_id"], 60)["status"] == "completed"
         assert server.app is not None and server.app.browser is not None
         assert server.app.browser.state()["pages_open_peak"] == 1
+
+
+def test_a_rendered_page_gives_the_mime_type_as_a_fetched_one_does(server: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/app", SCRIPTED)  # served as text/html; charset=utf-8
+    fetched = server.http.submit({"url": url})
+    rendered = server.http.submit({"url": url}, kind="render")
+    for job in (fetched, rendered):
+        assert server.http.wait(job["job_id"], 60)["status"] == "completed"
+        assert server.http.get(f"/v1/jobs/{job['job_id']}/result").json["outputs"]["content_type"] == "text/html"

@@ -15,6 +15,7 @@ from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
 from litejobs.kinds.fetch import BROWSER_OUTPUTS, FetchParams, build_outputs, load_page, read_fetch_fields
+from litejobs.kinds.progress import ThrottledProgress
 from litejobs.politeness import HostGate
 from litejobs.robots import RobotsCache
 from litejobs.urls import Scope, host_key, normalize_url
@@ -30,7 +31,6 @@ MAX_CONCURRENCY = 8
 #: new links kept per page, and candidate URLs per depth: a hostile site cannot grow memory past them
 MAX_LINKS_PER_PAGE = 1000
 FRONTIER_CAP = 200_000
-PROGRESS_EVERY_S = 0.25
 #: the private key of a stored page that lists its new in-scope links, for a resumed crawl
 LINKS_KEY = "_links"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -69,6 +69,9 @@ def parse_crawl(raw: Mapping[str, Any]) -> CrawlParams:
         f.problem("body", "a crawl sends no request body")
     for name in BROWSER_OUTPUTS & set(values["output"]):
         f.problem("output", f"{name} is not available per crawl page; use a render job for one page")
+    if values["extract"] is not None and values["extract"].prompt:
+        # a model call per page would make a 1,000-page crawl 1,000 paid calls: refused, not ignored
+        f.problem("extract.prompt", "is not run per crawl page; use multi_fetch or a fetch job for the pages you want")
     f.finish()
     return CrawlParams(url=values["url"], page=FetchParams(**values), **crawl)
 
@@ -148,13 +151,19 @@ class Crawl:
         self.done: dict[str, tuple[list[str] | None, str]] = {}
         self.counted = self.failed = self.in_flight = self.skipped = self.blocked = self.resumed = 0
         self.depth = 0
-        self._progress_at = 0.0
+        self.progress = ThrottledProgress(self._write_progress)
 
     async def run(self) -> JobResult:
+        try:
+            return await self._run()
+        finally:
+            await self.progress.close()
+
+    async def _run(self) -> JobResult:
         started = time.perf_counter()
         await self._resume()
         if self.resumed:  # the claim of this attempt cleared the job's progress: show where it stands
-            await self._report_progress(now=True)
+            await self.progress.report(now=True)
         level = [self.start]
         if self.start not in self.done and not await self._allowed(self.start, start=True):
             raise RobotsDisallowed("robots.txt disallows the start URL")
@@ -165,6 +174,7 @@ class Crawl:
             level = await self._next_level(level)
             if level:
                 self.depth += 1
+        await self.progress.close()
         await self.ctx.report_progress(f"{self.counted} pages crawled", 1.0)
         outputs = {"start_url": self.params.url, "pages_crawled": self.counted, "pages_failed": self.failed}
         stats = {
@@ -349,14 +359,10 @@ class Crawl:
         await self.ctx.save_pages([page])
         self.counted += 1
         self.failed += not page["success"]
-        await self._report_progress()
+        await self.progress.report()
 
-    async def _report_progress(self, *, now: bool = False) -> None:
-        """`N/max pages`, at most every PROGRESS_EVERY_S unless `now`."""
-        moment = time.monotonic()
-        if now or moment - self._progress_at >= PROGRESS_EVERY_S:
-            self._progress_at = moment
-            await self.ctx.report_progress(f"{self.counted}/{self.max_pages} pages", self.counted / self.max_pages)
+    async def _write_progress(self) -> None:
+        await self.ctx.report_progress(f"{self.counted}/{self.max_pages} pages", self.counted / self.max_pages)
 
     async def _next_level(self, level: list[str]) -> list[str]:
         """The next depth: new links of this depth's pages, in page order then link order."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litejobs.ai import extract_with_prompt
+from litejobs.charsets import mime_of
 from litejobs.errors import BrowserUnavailable, UpstreamStatus
 from litejobs.fetch_cookies import GivenCookie
 from litejobs.fields import Fields
@@ -205,6 +206,17 @@ def working_budget_s(ctx: KindContext) -> float | None:
     return budget_s - min(FINISH_MARGIN_S, budget_s / 5)
 
 
+def finish_by(ctx: KindContext, started: float) -> float | None:
+    """When the work of an attempt that began at `started` (event-loop time) must be done:
+    working_budget_s later, plus the time it spent parked for a browser page, during which the
+    worker's clock for its timeout_s stood still; None without a budget."""
+    working_s = working_budget_s(ctx)
+    if working_s is None:
+        return None
+    parked_s = getattr(ctx, "parked_s", None)  # the worker's context counts it; an inline run never parks
+    return started + working_s + (parked_s() if callable(parked_s) else 0.0)
+
+
 def render_budget_s(ctx: KindContext) -> float:
     """A render's share of the attempt (working_budget_s); without one, [limits] default_timeout_s."""
     budget_s = working_budget_s(ctx)
@@ -240,7 +252,8 @@ async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None
         "html": result.html,
         "status_code": result.status_code,
         "final_url": result.final_url,
-        "content_type": result.content_type,
+        # the MIME type alone, as the fetcher gives it: the browser has decoded the page already
+        "content_type": mime_of(result.content_type),
         "headers": result.headers,
         "stats": {"elapsed_ms": round(result.elapsed_ms, 1), "bytes": len(result.html.encode()), "rendered": True},
     }
@@ -298,11 +311,14 @@ async def outputs_of(loaded: Mapping[str, Any], output: tuple[str, ...], extract
 
 
 async def run_fetch(params: FetchParams, ctx: KindContext) -> JobResult:
+    started = asyncio.get_running_loop().time()
     loaded = await load_page(params, ctx)
     outputs = await outputs_of(loaded, params.output, params.extract)
     if params.extract is not None and params.extract.prompt:
         markdown = outputs.get("markdown") or build_outputs(loaded, ("markdown",), None)["markdown"]
-        extraction = await extract_with_prompt(ctx.config.ai, params.extract.prompt, markdown)
+        # the model gets what the page left of the job's time: a slow one costs the answer, not the page
+        deadline = finish_by(ctx, started)
+        extraction = await extract_with_prompt(ctx.config.ai, params.extract.prompt, markdown, deadline=deadline)
         outputs.update(extraction.outputs())
         loaded["stats"]["ai"] = extraction.stats()
     return JobResult(JobState.COMPLETED, outputs, loaded["stats"])

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litejobs.ai import FORMATS, Extraction, extract_with_prompt
+from litejobs.ai import FORMATS, extract_with_prompt
 from litejobs.errors import JobError, JobTimeout
 from litejobs.fields import Fields, url_problem
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
-from litejobs.kinds.fetch import FetchParams, build_outputs, load_page, working_budget_s
+from litejobs.kinds.fetch import FetchParams, build_outputs, finish_by, load_page
 from litejobs.kinds.fetch_input import css_selector_problem
 
 MAX_URLS = 50
@@ -97,14 +97,13 @@ class Schedule:
 def schedule_of(params: MultiParams, ctx: KindContext, now: float) -> Schedule:
     """The run's deadlines within its attempt's timeout; with a prompt, time is kept for the model."""
     # the job's timeout_s, where the worker hands it to the context (KindContext.timeout_s); else no deadlines
-    working_s = working_budget_s(ctx)
-    if working_s is None:
+    done_by = finish_by(ctx, now)
+    if done_by is None:
         return Schedule()
     budget_s = float(ctx.timeout_s or 0)
-    finish_by = now + working_s
     ai = ctx.config.ai
     model_s = min(ai.timeout_s, budget_s / 4) if params.prompt and ai.base_url else 0.0
-    return Schedule(pages_by=finish_by - model_s, finish_by=finish_by)
+    return Schedule(pages_by=done_by - model_s, finish_by=done_by)
 
 
 async def load_by(fetch: FetchParams, ctx: KindContext, deadline: float | None) -> dict[str, Any]:
@@ -175,18 +174,6 @@ def joined_markdown(pages: list[dict[str, Any]]) -> str:
     return "\n\n---\n\n".join(f"<!-- {page['url']} -->\n{page['markdown']}" for page in done)
 
 
-async def extract_by(
-    ctx: KindContext, prompt: str, markdown: str, output_format: str, deadline: float | None
-) -> Extraction:
-    """The prompt's answer; a model still busy at `deadline` is given up, as a failed one is: the markdown."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            return await extract_with_prompt(ctx.config.ai, prompt, markdown, output_format)
-    except TimeoutError:
-        error = "the model did not answer within the job's timeout_s"
-        return Extraction(markdown, True, error, model=ctx.config.ai.model)
-
-
 async def run_multi(params: MultiParams, ctx: KindContext) -> JobResult:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -202,7 +189,9 @@ async def run_multi(params: MultiParams, ctx: KindContext) -> JobResult:
     if params.prompt:
         fetched = len(params.distinct_urls)
         await ctx.report_progress("Processing content with AI...", fetched / (fetched + 1))
-        extraction = await extract_by(ctx, params.prompt, outputs["content"], params.format, schedule.finish_by)
+        extraction = await extract_with_prompt(
+            ctx.config.ai, params.prompt, outputs["content"], params.format, deadline=schedule.finish_by
+        )
         outputs.update(extraction.outputs())
         stats["ai"] = extraction.stats()
     await ctx.report_progress("Scrape completed successfully", 1.0)
