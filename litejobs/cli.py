@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from litejobs.client import AsyncClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: the reader of stdout went away (`litejobs result JOB | head`): 128 + SIGPIPE, what a shell
+#: reports for a Unix tool that SIGPIPE ended (Python ignores the signal and raises instead)
+EXIT_CLOSED_PIPE = 141
 SUCCEEDED = ("completed", "partial")
 
 
@@ -311,6 +314,19 @@ async def _run_client_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _run_command(argv)
+        sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
+    except BrokenPipeError:
+        # the reader closed the pipe: stop quietly, as Unix tools do. Python's own advice: point
+        # stdout at /dev/null, or the interpreter's last flush of it fails again, with a message
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
+    return code
+
+
+def _run_command(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":

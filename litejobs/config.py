@@ -127,8 +127,8 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class CrawlConfig:
-    #: the largest max_pages a crawl may ask for
-    max_pages: int = bounded(10_000, 1)
+    #: the largest max_pages a crawl may ask for (a crawl's own max_pages is at most 1,000,000)
+    max_pages: int = bounded(10_000, 1, 1_000_000)
     #: the upper bounds keep the per-host figures within PostgreSQL's int of the shared gate
     per_host_concurrency: int = bounded(4, 1, 1000)
     per_host_delay_ms: int = bounded(0, 0, DAY_S * 1000)
@@ -273,6 +273,9 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
         check_range(where, known[key], coerced)
         if where == "server.log_format" and coerced not in ("text", "json"):
             raise ConfigError(f"{where}: expected 'text' or 'json', got {coerced!r}")
+        if where == "auth.keys" and any(not k.strip() for k in coerced):
+            # no client can present an empty key, yet it counts as keys set: every request would be a 401
+            raise ConfigError(f"{where}: an empty or blank key can never be presented; remove it")
         if where == "fetch.blocked_networks":
             for cidr in coerced:
                 try:

@@ -93,6 +93,22 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def has_non_finite(value: Any) -> bool:
+    """Whether a float NaN or infinity sits anywhere in `value`: `encode` writes it as null, so a
+    caller that must keep every value refuses it instead (iterative: no recursion limit)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
+
+
 def text(value: Any) -> str:
     """`encode` as str, for TEXT columns."""
     return encode(value).decode()

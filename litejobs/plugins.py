@@ -177,12 +177,13 @@ def _checked_result(result: JobResult, name: str) -> JobResult:
 
 
 def _is_json(value: Any) -> bool:
-    """Whether the store can write `value` (it encodes with jsontext too)."""
+    """Whether the store can write `value` as it is (it encodes with jsontext too). A NaN or an
+    infinity is refused: jsontext would store it as null, a value the plugin never returned."""
     try:
         jsontext.encode(value)
     except (TypeError, ValueError, RecursionError):
         return False
-    return True
+    return not jsontext.has_non_finite(value)
 
 
 def _load(entry: EntryPoint, where: str) -> Any:

@@ -250,3 +250,26 @@ def test_migrate_into_a_database_that_holds_jobs_says_so(tmp_path: Path, pg_url:
         "litejobs: migrate failed, nothing was copied: "
         "The PostgreSQL database already holds jobs; litejobs migrate only fills an empty one.\n"
     )
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(server: ServerProcess, site: TargetSite) -> None:
+    job = server.http.submit({"url": site.url("/doc")})
+    assert server.http.wait(job["job_id"])["status"] == "completed"
+    env = {**os.environ, "LITEJOBS_URL": server.base_url}
+    env.pop("LITEJOBS_API_KEY", None)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has already read what it wanted
+    try:
+        proc = subprocess.run(
+            [PYTHON, "-m", "litejobs", "result", job["job_id"], "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            env=env,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell reports a Unix tool that SIGPIPE ended

@@ -159,3 +159,59 @@ def test_a_file_output_is_an_absolute_url_that_serves_the_file(tmp_path: Path) -
         assert link == f"{api.base_url}/v1/files/{job['job_id']}/snapshot.png"
         served = http(api).get(link[len(api.base_url) :])
         assert served.status == 200 and served.body == png_like(64)
+
+
+JOB_ONLY_PLUGIN = """
+from litejobs.plugins import job_kind
+
+
+@job_kind({"text": "string"}, sync_allowed=False)
+async def slow_shout(input, ctx):
+    return {"text": input["text"].upper()}
+"""
+
+
+def test_every_installed_kind_has_an_inline_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "scrapio_job_only_plugin.py").write_text(JOB_ONLY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kinds = {"shout": "tests.plugin_example:shout", "slow_shout": "scrapio_job_only_plugin:slow_shout"}
+    with ServerThread(make_config(tmp_path, auth={"keys": [KEY]}, kinds=kinds)) as api:
+        shouted = http(api).post(f"{BASE}/v1/shout", {"text": "hi"})
+        assert shouted.status == 200, shouted.body
+        assert shouted.json["mode"] == "sync" and shouted.json["job_type"] == "shout"
+        assert shouted.json["status"] == "completed" and shouted.json["outputs"] == {"text": "HI"}
+        bad = http(api).post(f"{BASE}/v1/shout", {"text": 3})
+        assert bad.status == 422 and bad.json["error"]["details"][0]["field"] == "text"
+        job_only = http(api).post(f"{BASE}/v1/slow_shout", {"text": "hi"})
+        assert job_only.status == 422 and job_only.json["error"]["code"] == "unsupported_kind"
+        assert "runs only as a job" in job_only.json["error"]["message"]
+        assert "POST /v1/jobs" in job_only.json["error"]["message"]
+        missing = http(api).post(f"{BASE}/v1/no_such_kind", {"text": "hi"})
+        assert missing.status == 404 and missing.json["error"]["code"] == "not_found"
+        assert Http(api.base_url).post(f"{BASE}/v1/shout", {"text": "hi"}).status == 401
+        assert Http(api.base_url).post(f"{BASE}/v1/no_such_kind", {"text": "hi"}).status == 401
+
+
+def test_inline_multi_fetch_a_built_in_kind_beyond_scrapios_own(api: ServerThread, site: TargetSite) -> None:
+    url = site.add_html("/", PAGE)
+    resp = http(api).post(f"{BASE}/v1/multi_fetch", {"urls": [url]})
+    assert resp.status == 200, resp.body
+    assert resp.json["job_type"] == "multi_fetch" and resp.json["outputs"]["pages"][0]["success"] is True
+
+
+def test_without_search_the_error_names_the_kinds_that_are_installed(tmp_path: Path) -> None:
+    with ServerThread(make_config(tmp_path, kinds={"shout": "tests.plugin_example:shout"})) as api:
+        message = api.http.post(f"{BASE}/v1/jobs", {"kind": "search", "input": {}}).json["error"]["message"]
+    installed = message.partition("the installed kinds are ")[2].split(", ")
+    assert {"fetch", "crawl", "map", "interact", "render", "multi_fetch", "shout"} <= set(installed)
+
+
+def test_with_the_queue_disabled_the_503_points_to_scrapios_inline_route(tmp_path: Path, site: TargetSite) -> None:
+    with ServerThread(make_config(tmp_path, queue={"enabled": False})) as api:
+        url = site.add_html("/", PAGE)
+        refused = api.http.post(f"{BASE}/v1/jobs", {"kind": "fetch", "input": {"url": url}})
+        inline = api.http.post(f"{BASE}/v1/fetch", {"url": url, "output": ["markdown"]})
+    assert refused.status == 503 and refused.json["error"]["code"] == "queue_disabled"
+    assert "POST /v1/fetch" in refused.json["error"]["message"]
+    assert "/v1/scrape" not in refused.json["error"]["message"]
+    assert inline.status == 200 and inline.json["outputs"]["markdown"].startswith("# Example Domain")

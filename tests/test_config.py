@@ -14,7 +14,7 @@ import pytest
 
 from litejobs.config import Config, load_config
 from litejobs.errors import ConfigError
-from tests.support import PYTHON, ROOT, ServerProcess
+from tests.support import PYTHON, ROOT, Http, ServerProcess
 
 
 def test_the_example_documents_every_key_with_its_default() -> None:
@@ -80,6 +80,7 @@ def test_litejobs_config_names_the_file(tmp_path: Path) -> None:
         ("", {"LITEJOBS_STORE_RETENTION_S": "1e300"}, "store.retention_s: 1e\\+300 is out of range"),
         ("[limits]\nmax_batch = 0\n", {}, "limits.max_batch: 0 is out of range"),
         ("[queue]\nmax_attempts = 21\n", {}, "queue.max_attempts: 21 is out of range"),
+        ("[crawl]\nmax_pages = 2000000\n", {}, "crawl.max_pages: 2000000 is out of range"),
         ("[server]\nhost = '0.0.0.0'\n", {}, "not loopback and no [auth] keys"),
         ("[queue\n", {}, "not valid TOML"),
     ],
@@ -172,3 +173,48 @@ def test_serve_stops_at_start_on_a_bad_config(tmp_path: Path, toml: str, env: di
 def test_version_flag() -> None:
     proc = subprocess.run([PYTHON, "-m", "litejobs", "--version"], capture_output=True, text=True, timeout=30)
     assert proc.stdout.startswith("litejobs 0.")
+
+
+@pytest.mark.parametrize("keys", ['[""]', '["k1", "   "]'])
+def test_an_empty_or_blank_api_key_stops_the_server_naming_auth_keys(tmp_path: Path, keys: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[auth]\nkeys = {keys}\n")
+    proc = subprocess.run(
+        [PYTHON, "-m", "litejobs", "serve", "--config", str(path), "--port", "0", "--db", str(tmp_path / "c.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert "configuration error: auth.keys: an empty or blank key" in proc.stderr
+
+
+def test_the_examples_plugin_line_loads_as_its_comment_says(tmp_path: Path) -> None:
+    """The commented [kinds] line, run with the `litejobs` command from a checkout, as its comment says."""
+    kinds = (ROOT / "config.example.toml").read_text().partition("\n[kinds]\n")[2]
+    name, target = re.findall(r'^# (\w+) = "([\w.]+:\w+)"$', kinds, re.MULTILINE)[0]
+    told = re.search(r"`((?:\w+=\S+ )*)litejobs serve`", kinds)  # e.g. `PYTHONPATH=. litejobs serve`
+    path = tmp_path / "c.toml"
+    path.write_text(f'[kinds]\n{name} = "{target}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(pair.split("=", 1) for pair in (told.group(1).split() if told else []))
+    command = [str(Path(PYTHON).parent / "litejobs"), "serve", "--config", str(path), "--port", "0"]
+    proc = subprocess.Popen(
+        [*command, "--db", str(tmp_path / "c.db")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    try:
+        output = []
+        for _ in range(100):  # a start that fails ends the output: readline then answers ""
+            output.append(proc.stdout.readline().decode())
+            if not output[-1] or "listening on" in output[-1]:
+                break
+        address = re.search(r"listening on (http://\S+)", output[-1])
+        assert address, "".join(output)
+        accepted = Http(address.group(1)).post("/v1/jobs", {"kind": name, "input": {"url": "http://127.0.0.1:9/"}})
+        assert accepted.status == 202, accepted.body
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()

@@ -198,3 +198,32 @@ def test_schemas_take_type_names_python_types_and_field_objects() -> None:
         "input.mode",
         "input.site",
     }
+
+
+NON_FINITE_PLUGIN = """
+from litejobs.jobs import JobResult, JobState
+from litejobs.plugins import job_kind
+
+
+@job_kind({"value": {"type": "string", "choices": ["nan", "inf", "-inf"]}, "as_stats": {"type": "boolean", "default": False}})
+async def non_finite(input, ctx):
+    number = float(input["value"])
+    if input["as_stats"]:
+        return JobResult(JobState.COMPLETED, {"a": 1}, {"ratio": [1.0, number]})
+    return {"ratio": number, "ok": 1.5}
+"""
+
+
+@pytest.mark.parametrize(("value", "as_stats"), [("nan", False), ("inf", False), ("-inf", False), ("nan", True)])
+def test_a_nan_or_an_infinity_in_a_plugins_result_fails_the_job_with_job_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, as_stats: bool
+) -> None:
+    (tmp_path / "non_finite_plugin.py").write_text(NON_FINITE_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with ServerThread(make_config(tmp_path, kinds={"non_finite": "non_finite_plugin:non_finite"})) as api:
+        job = api.http.submit({"value": value, "as_stats": as_stats}, kind="non_finite", max_attempts=3)
+        done = api.http.wait(job["job_id"], timeout_s=ENDS_WITHIN_S)
+        result = api.http.get(f"/v1/jobs/{job['job_id']}/result")
+    assert (done["status"], done["attempts"], done["result_available"]) == ("failed", 1, False)
+    assert done["error"]["code"] == "job_error" and "JSON" in done["error"]["message"]
+    assert result.status == 409

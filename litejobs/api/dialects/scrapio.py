@@ -1,9 +1,11 @@
-"""Scrapio at /compat/scrapio: the Jobs API (`POST /v1/jobs` with a kind) and the inline surfaces."""
+"""Scrapio at /compat/scrapio: the Jobs API (`POST /v1/jobs` with a kind) and the inline surfaces
+(`POST /v1/<kind>`, for every installed kind)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,7 +22,7 @@ from litejobs.api.dialects.common import (
 from litejobs.api.errors import request_id_of
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import idempotency_key, owner
-from litejobs.errors import UnsupportedKind, ValidationFailed
+from litejobs.errors import QueueDisabled, UnsupportedKind, ValidationFailed
 from litejobs.jobs import Job, JobState, iso_ms
 
 STATUS = {
@@ -32,17 +34,30 @@ STATUS = {
     JobState.FAILED: "failed",
     JobState.CANCELLED: "cancelled",
 }
-INLINE_KINDS = ("fetch", "crawl", "map", "interact", "search")
 ASYNC_HINT = "submit it as a job with POST /v1/jobs and poll GET /v1/jobs/{job_id}"
 
 
 def check_kind(request: Request, kind: Any) -> None:
     """`search` is a Scrapio kind that needs a search backend: only a plugin kind can be one."""
-    if kind == "search" and "search" not in engine_of(request).kinds.names():
+    installed = engine_of(request).kinds.names()
+    if kind == "search" and "search" not in installed:
         raise UnsupportedKind(
             "no search backend is configured on this server: search runs only when a plugin kind named "
-            "'search' is installed (see docs/plugins.md); fetch, crawl, interact and map are available"
+            f"'search' is installed (see docs/plugins.md); the installed kinds are {', '.join(installed)}"
         )
+
+
+def queue_disabled(request: Request, kind: Any) -> QueueDisabled:
+    """The native message points to `POST /v1/scrape`, which a Scrapio client does not have:
+    point it to this dialect's inline route for the kind instead (relative to its base URL)."""
+    kinds = engine_of(request).kinds
+    prefix = "the job queue is disabled on this server (queue.enabled = false)"
+    if not isinstance(kind, str) or kind not in kinds.names():
+        return QueueDisabled(f"{prefix}: run a kind inline with POST /v1/<kind>, such as POST /v1/fetch")
+    if not kinds.get(kind).sync_allowed:
+        return QueueDisabled(f"{prefix}, and the {kind!r} kind runs only as a job")
+    cap_s = engine_of(request).config.limits.sync_timeout_s
+    return QueueDisabled(f"{prefix}: run it inline with POST /v1/{kind} (within {cap_s:g} s)")
 
 
 def job_shape(request: Request, job: Job) -> dict[str, Any]:
@@ -66,7 +81,10 @@ async def submit_job(request: Request) -> Response:
     who = owner(request)
     body = await read_body(request)
     check_kind(request, body.get("kind"))
-    submitted = await submit_one(request, body, who, idempotency_key(request))
+    try:
+        submitted = await submit_one(request, body, who, idempotency_key(request))
+    except QueueDisabled:
+        raise queue_disabled(request, body.get("kind")) from None
     if submitted.replayed:
         return JSONResponse(job_shape(request, submitted.job), headers={"Idempotent-Replayed": "true"})
     answer = {"request_id": request_id_of(request), "mode": "async", "status": "queued", "job_id": submitted.job.id}
@@ -90,29 +108,32 @@ async def cancel_job(request: Request) -> Response:
     return JSONResponse(job_shape(request, job))
 
 
-def inline_surface(kind: str) -> Any:
-    async def run_now(request: Request) -> Response:
-        owner(request)
-        body = await read_body(request)
-        check_kind(request, kind)
-        try:
-            result, pages = await run_inline(request, kind, body, ASYNC_HINT)
-        except ValidationFailed as exc:
-            raise renamed(exc, "input.") from None  # the body is the input here
-        answer: dict[str, Any] = {
-            "request_id": request_id_of(request),
-            "mode": "sync",
-            "job_type": kind,
-            "status": result.status.value,
-            "outputs": result.outputs,
-            "stats": result.stats,
-        }
-        if pages:
-            answer["pages"] = pages
-        return JSONResponse(answer)
-
-    run_now.__name__ = f"inline_{kind}"
-    return run_now
+async def run_inline_kind(request: Request) -> Response:
+    """`POST /v1/<kind>`: any installed kind, run now within the sync cap (unless the kind is not
+    `sync_allowed`); a name that is no installed kind is no route (404), except Scrapio's own
+    `search`, which says why it is missing. The key is checked first: without one, the 401 tells
+    nobody which plugin kinds the server has."""
+    owner(request)
+    kind = request.path_params["kind"]
+    if kind != "search" and kind not in engine_of(request).kinds.names():
+        raise HTTPException(404)
+    body = await read_body(request)
+    check_kind(request, kind)
+    try:
+        result, pages = await run_inline(request, kind, body, ASYNC_HINT)
+    except ValidationFailed as exc:
+        raise renamed(exc, "input.") from None  # the body is the input here
+    answer: dict[str, Any] = {
+        "request_id": request_id_of(request),
+        "mode": "sync",
+        "job_type": kind,
+        "status": result.status.value,
+        "outputs": result.outputs,
+        "stats": result.stats,
+    }
+    if pages:
+        answer["pages"] = pages
+    return JSONResponse(answer)
 
 
 ROUTES = [
@@ -120,5 +141,6 @@ ROUTES = [
     Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/v1/jobs/{job_id}", cancel_job, methods=["DELETE"]),
     Route("/v1/jobs/{job_id}/result", get_result, methods=["GET"]),
-    *(Route(f"/v1/{kind}", inline_surface(kind), methods=["POST"]) for kind in INLINE_KINDS),
+    # after /v1/jobs, which no kind's inline route may shadow
+    Route("/v1/{kind}", run_inline_kind, methods=["POST"]),
 ]
