@@ -19,6 +19,47 @@ function stored() {
   }
 }
 
+/** How often, and for how long at most each time, a request answered `429 rate_limited` is sent again. */
+const RATE_LIMIT_TRIES = 3;
+const RATE_LIMIT_WAIT_MAX_S = 10;
+
+/**
+ * fetch(), sent again after the Retry-After of a `429 rate_limited` (a key's request rate, which a
+ * burst of page loads can exceed): a few times, then the 429 is the answer. Other 429s (a full queue)
+ * are answers at once: the caller decides about those.
+ */
+async function patientFetch(path, init) {
+  for (let tries = 1; ; tries += 1) {
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (exc) {
+      throw new ApiError(0, "network_error", `The server did not answer (${exc.message}).`);
+    }
+    if (response.status !== 429 || tries >= RATE_LIMIT_TRIES || !(await isRateLimited(response))) return response;
+    await new Promise((resolve) => setTimeout(resolve, retryAfterMs(response.headers.get("Retry-After"))));
+  }
+}
+
+async function isRateLimited(response) {
+  try {
+    const data = await response.clone().json();
+    return Boolean(data && data.error && data.error.code === "rate_limited");
+  } catch {
+    return false;
+  }
+}
+
+/** Retry-After (seconds, or an HTTP date) in ms, within (0, RATE_LIMIT_WAIT_MAX_S]; 1 s when absent. */
+function retryAfterMs(header) {
+  let seconds = Number(header);
+  if (header === null || header === "" || Number.isNaN(seconds)) {
+    const at = Date.parse(header ?? "");
+    seconds = Number.isNaN(at) ? 1 : (at - Date.now()) / 1000;
+  }
+  return Math.min(RATE_LIMIT_WAIT_MAX_S, Math.max(0.1, seconds)) * 1000;
+}
+
 export class Api {
   constructor() {
     this.key = stored();
@@ -57,12 +98,7 @@ export class Api {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (exc) {
-      throw new ApiError(0, "network_error", `The server did not answer (${exc.message}).`);
-    }
+    const response = await patientFetch(path, init);
     const text = await response.text();
     let data = null;
     try {
@@ -96,13 +132,18 @@ export class Api {
     return this.request("DELETE", path);
   }
 
-  /** A stored file (a screenshot) as an object URL: fetched with the key header, never a key in a URL. */
+  /** A stored file (a screenshot, a PDF) as a Blob: fetched with the key header, never a key in a URL. */
+  async file(path) {
+    if (!path.startsWith("/") || path.startsWith("//")) throw new ApiError(0, "bad_path", "not a file of this server");
+    const response = await patientFetch(path, { headers: this.headers(), cache: "no-store" });
+    if (!response.ok) throw new ApiError(response.status, `http_${response.status}`, `could not load ${path}`);
+    return response.blob();
+  }
+
+  /** A stored file as an object URL (an inline data:image URL as it is). */
   async objectUrl(path) {
     if (path.startsWith("data:image/")) return path;
-    if (!path.startsWith("/") || path.startsWith("//")) throw new ApiError(0, "bad_path", "not a file of this server");
-    const response = await fetch(path, { headers: this.headers(), cache: "no-store" });
-    if (!response.ok) throw new ApiError(response.status, `http_${response.status}`, `could not load ${path}`);
-    return URL.createObjectURL(await response.blob());
+    return URL.createObjectURL(await this.file(path));
   }
 
   /** EventSource cannot send headers: the stream takes the key as ?api_key= (the server accepts it). */

@@ -13,10 +13,12 @@ const SEEN_LIMIT = 2000;
 const api = new Api();
 const bus = new Bus();
 const rate = new RateMeter();
-const seen = new Map();
+let seen = new Map();
 const filters = { status: "", kind: "", q: "" };
 let stats = null;
 let live = "connecting";
+/** whether this feed has been live: only a later return to "live" follows a gap worth catching up on */
+let wasLive = false;
 let feed = null;
 let current = null;
 let highlight = null;
@@ -33,6 +35,7 @@ function jobsView(root) {
   const drawOverview = () =>
     renderOverview(overview, stats, rate.perMinute(seen.values()), {
       activeStatus: filters.status,
+      allKeys: Boolean(api.key), // a key sees its own jobs in the list, and every key's in the counts
       onStatus: (status) => {
         jobList.setStatus(status);
         drawOverview();
@@ -120,7 +123,7 @@ async function refreshStats() {
   try {
     stats = await api.get("/v1/stats");
   } catch (exc) {
-    if (exc.status !== 401) setLive("offline");
+    if (exc.status !== 401 && exc.code !== "rate_limited") setLive("offline");
     return;
   }
   rate.add(stats);
@@ -159,6 +162,7 @@ function setLive(state) {
 
 function startFeed() {
   if (feed) feed.stop();
+  wasLive = false;
   feed = new LiveFeed(api, {
     onJob: (job, type) => {
       const newest = newer(seen.get(job.job_id), job);
@@ -169,9 +173,12 @@ function startFeed() {
       if (type === "status") statsSoonish();
     },
     onState: (state) => {
-      const wasDown = live !== "live";
+      // the first "live" needs no catching up: the views load as they open (a second load of the
+      // list at once would also spend a request of a rate-limited key for nothing)
+      const recovered = state === "live" && live !== "live" && wasLive;
+      if (state === "live") wasLive = true;
       setLive(state);
-      if (state === "live" && wasDown && current) bus.emit("resync"); // catch up on what the gap missed
+      if (recovered && current) bus.emit("resync"); // catch up on what the gap missed
     },
   });
   feed.start();
@@ -200,9 +207,23 @@ function renderKeyBox() {
 
 function forgetKey() {
   api.forgetKey();
-  renderKeyBox();
-  if (feed) feed.stop();
+  clearSession();
   askForKey("The key is forgotten in this browser.").then(start);
+}
+
+/** Nothing of the last key's jobs stays on screen or in memory: the next key sees only its own. */
+function clearSession() {
+  if (feed) feed.stop();
+  if (current) current();
+  current = null;
+  // a new map, not a cleared one: a request of the old views still on its way fills the old one
+  seen = new Map();
+  stats = null;
+  highlight = null;
+  rate.reset();
+  Object.assign(filters, { status: "", kind: "", q: "" });
+  renderKeyBox();
+  fill(main(), h("p", { class: "muted" }, "Enter a key to see its jobs."));
 }
 
 /** A modal that asks for an API key, checks it against /v1/stats, and keeps it in localStorage. */
@@ -261,7 +282,7 @@ api.onUnauthorized = () => {
   if (feed) feed.stop();
   const why = api.key ? "The stored key was refused (it may have been revoked). Enter a valid key." : null;
   api.forgetKey();
-  renderKeyBox();
+  clearSession();
   askForKey(why).then(start);
 };
 

@@ -104,7 +104,8 @@ export function refreshTimes(root = document) {
 
 export const TERMINAL = new Set(["completed", "partial", "failed", "cancelled"]);
 export const STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"];
-export const KINDS = ["fetch", "render", "crawl", "map", "interact"];
+/** the built-in kinds; the list adds any other kind (a plugin's) among the jobs it loads */
+export const KINDS = ["fetch", "render", "crawl", "map", "interact", "multi_fetch"];
 
 export function badge(status) {
   return h("span", { class: `badge s-${status}`, dataset: { status } }, status);
@@ -158,6 +159,20 @@ export function errorBox(error) {
   );
 }
 
+/** The URLs a job was given: `input.url`, or a multi_fetch's `input.urls` (strings or {url}). */
+export function jobUrls(job) {
+  const input = (job && job.input) || {};
+  if (typeof input.url === "string" && input.url) return [input.url];
+  if (!Array.isArray(input.urls)) return [];
+  return input.urls.map((u) => (typeof u === "string" ? u : u && u.url)).filter((u) => typeof u === "string" && u);
+}
+
 export function jobUrl(job) {
-  return (job && job.input && typeof job.input.url === "string" && job.input.url) || "";
+  return jobUrls(job)[0] || "";
+}
+
+/** "first URL" or "first URL +N more", for a one-line cell. */
+export function urlSummary(job) {
+  const urls = jobUrls(job);
+  return urls.length > 1 ? `${urls[0]} +${urls.length - 1} more` : urls[0] || "";
 }

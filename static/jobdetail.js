@@ -9,14 +9,15 @@ import {
   fill,
   h,
   jobUrl,
+  jobUrls,
   jsonView,
   parseTime,
   progressBar,
   relTime,
-  timeAgo,
 } from "./dom.js";
 import { actionButtons, newer, runAction } from "./joblist.js";
 import { resultPreview, scalarOutputs, screenshot } from "./preview.js";
+import { renderTimeline } from "./timeline.js";
 
 const PAGES = 25;
 const NOFOLLOW = "noopener noreferrer nofollow";
@@ -29,6 +30,11 @@ export class JobDetail {
     this.job = null;
     this.result = null;
     this.resultState = "none";
+    /** the last attempts_detail read, the `status|attempts` it was read at, and the last one asked for */
+    this.attempts = null;
+    this.attemptsAt = null;
+    this.attemptsAsked = null;
+    this.gone = false;
     this.objectUrls = [];
     this.files = (path) =>
       ctx.api.objectUrl(path).then((url) => {
@@ -53,13 +59,17 @@ export class JobDetail {
 
   async load() {
     try {
-      this.show(await this.ctx.api.get(`/v1/jobs/${encodeURIComponent(this.id)}`));
+      this.show(await this.read());
     } catch (exc) {
       if (exc.status === 401) return;
       const hint = exc.status === 404 ? "It may have expired (terminal jobs are deleted after the retention period)." : "";
       fill(this.head, h("a", { href: "#/", class: "back" }, "← Jobs"), errorBox(exc), h("p", { class: "muted" }, hint));
       for (const box of [this.progress, this.timeline, this.inputs, this.resultBox]) box.hidden = true;
     }
+  }
+
+  read() {
+    return this.ctx.api.get(`/v1/jobs/${encodeURIComponent(this.id)}`);
   }
 
   offer(job) {
@@ -74,6 +84,11 @@ export class JobDetail {
     const restarted = this.job && TERMINAL.has(this.job.status) && !TERMINAL.has(job.status);
     this.job = job;
     this.ctx.seen.set(job.job_id, job);
+    if (Array.isArray(snapshot.attempts_detail)) {
+      this.attempts = snapshot.attempts_detail;
+      this.attemptsAt = attemptsMark(snapshot);
+    }
+    this.readAttemptsIfChanged();
     this.renderHead();
     this.renderProgress();
     this.renderTimeline();
@@ -83,13 +98,28 @@ export class JobDetail {
     else if (!job.result_available) this.renderNoResult();
   }
 
+  /**
+   * Stream, Retry and Cancel snapshots carry no attempts_detail: when one shows another status or
+   * attempt count than the last read was made at, the job is read again, once for each such change.
+   */
+  readAttemptsIfChanged() {
+    const mark = attemptsMark(this.job);
+    if (this.gone || this.attemptsAt === null || mark === this.attemptsAt || mark === this.attemptsAsked) return;
+    this.attemptsAsked = mark;
+    this.read().then(
+      (job) => this.show(job),
+      () => {}, // the attempts stay as last read; the next change asks again
+    );
+  }
+
   destroy() {
+    this.gone = true;
     for (const url of this.objectUrls) URL.revokeObjectURL(url);
   }
 
   renderHead() {
     const job = this.job;
-    const url = jobUrl(job);
+    const [url, ...more] = jobUrls(job);
     const actions = h("div", { class: "head-actions", onclick: (event) => this.act(event) }, actionButtons(job));
     fill(this.head, 
       h("a", { href: "#/", class: "back" }, "← Jobs"),
@@ -102,7 +132,7 @@ export class JobDetail {
         h("div", { class: "spacer" }),
         actions,
       ),
-      url ? h("div", { class: "url-line" }, h("a", { href: url, target: "_blank", rel: NOFOLLOW, class: "mono" }, url)) : null,
+      url ? h("div", { class: "url-line" }, urlLink(url), more.length ? moreUrls(more) : null) : null,
     );
   }
 
@@ -144,52 +174,7 @@ export class JobDetail {
   }
 
   renderTimeline() {
-    const job = this.job;
-    const created = parseTime(job.created_at);
-    const started = parseTime(job.started_at);
-    const runAt = parseTime(job.run_at);
-    const ended = parseTime(job.completed_at);
-    const rows = [step("Submitted", job.created_at, `priority ${job.priority}`, "done")];
-    if (runAt !== null && created !== null && runAt - created > 1000 && !(started !== null && started >= runAt && !job.error)) {
-      const tone = job.status === "delayed" ? "now" : "done";
-      rows.push(step(job.error ? "Retry scheduled" : "Scheduled", job.run_at, `due ${relTime(runAt)}`, tone));
-    }
-    if (started !== null) {
-      const waited = created !== null ? `waited ${duration(started - created)} in the queue` : "";
-      const label = job.attempts > 1 ? `Attempt ${job.attempts} started` : "Started";
-      rows.push(step(label, job.started_at, waited, job.status === "active" ? "now" : "done"));
-    }
-    if (job.error) {
-      const n = job.error.attempt ?? job.attempts;
-      const at = ended !== null ? job.completed_at : job.updated_at;
-      rows.push(step(`Attempt ${n} failed`, at, h("span", {}, h("code", {}, job.error.code), " ", job.error.message || ""), "bad"));
-    }
-    if (TERMINAL.has(job.status)) {
-      const ran = started !== null && ended !== null ? `ran ${duration(ended - started)}` : "";
-      const tone = job.status === "completed" ? "ok" : job.status === "cancelled" ? "muted" : job.status === "failed" ? "bad" : "warn";
-      rows.push(step(job.status[0].toUpperCase() + job.status.slice(1), job.completed_at, ran, tone));
-    } else if (job.updated_at && job.updated_at !== job.created_at) {
-      rows.push(step("Last update", job.updated_at, (job.progress && job.progress.message) || job.status, "muted"));
-    }
-    if (job.expires_at) rows.push(step("Expires", job.expires_at, "deleted with its result and files", "muted"));
-    if (Array.isArray(job.attempts_detail)) this.lastAttempts = job.attempts_detail;
-    const attempts = this.lastAttempts || [];
-    const earlier =
-      attempts.length > 1
-        ? h(
-            "ol",
-            { class: "timeline attempts" },
-            attempts.map((a) =>
-              step(
-                `${a.run > 1 ? `Run ${a.run}, attempt` : "Attempt"} ${a.attempt}: ${a.outcome || "running"}`,
-                a.started_at,
-                a.error ? h("span", {}, h("code", {}, a.error.code), " ", a.error.message || "") : a.ended_at ? `ran ${duration(parseTime(a.ended_at) - parseTime(a.started_at))}` : "",
-                a.outcome === "completed" ? "ok" : a.error ? "bad" : "muted",
-              ),
-            ),
-          )
-        : null;
-    fill(this.timeline, h("h3", {}, "Timeline"), h("ol", { class: "timeline" }, rows), earlier);
+    renderTimeline(this.timeline, this.job, this.attempts);
   }
 
   renderInputs() {
@@ -241,15 +226,17 @@ export class JobDetail {
     const { outputs = {}, stats = {} } = this.result;
     const everything = { ...this.result };
     delete everything.pages;
+    const tookMs = stats.elapsed_ms ?? stats.duration_ms;
     const facts = {
       status_code: outputs.status_code,
       final_url: outputs.final_url,
       content_type: outputs.content_type,
-      took: stats.elapsed_ms !== undefined ? duration(stats.elapsed_ms) : undefined,
+      took: typeof tookMs === "number" ? duration(tookMs) : undefined,
       pages: this.result.total_pages,
+      ...aiFacts(stats.ai),
       ...Object.fromEntries(scalarOutputs(outputs)),
       // the rest of stats (bytes, rendered, a crawl's max_depth_reached...) as the kind reported them
-      ...Object.fromEntries(Object.entries(stats).filter(([k, v]) => k !== "elapsed_ms" && (v === null || typeof v !== "object"))),
+      ...Object.fromEntries(Object.entries(stats).filter(([k, v]) => !TOOK.has(k) && (v === null || typeof v !== "object"))),
     };
     const isLong = ([k]) => k.endsWith("url");
     const given = Object.entries(facts).filter(([, v]) => v !== undefined && v !== null);
@@ -268,7 +255,13 @@ export class JobDetail {
         ),
         thumb,
       ),
-      resultPreview(outputs, { files: this.files, everything, base: outputs.final_url || jobUrl(this.job) }),
+      resultPreview(outputs, {
+        files: this.files,
+        everything,
+        base: outputs.final_url || jobUrl(this.job),
+        ai: Boolean(stats.ai),
+        name: this.id,
+      }),
     );
     if (this.result.pages) this.renderPages(this.result, 0);
   }
@@ -335,20 +328,37 @@ export class JobDetail {
   }
 }
 
-function step(label, iso, detail, tone) {
-  const ms = parseTime(iso);
+/** What the result's `took` already says. */
+const TOOK = new Set(["elapsed_ms", "duration_ms"]);
+
+/** stats.ai as facts: which model answered, its tokens and its own time. */
+function aiFacts(ai) {
+  if (!ai || typeof ai !== "object") return {};
+  const tokens = [["in", ai.input_tokens], ["out", ai.output_tokens], ["total", ai.total_tokens]]
+    .filter(([, n]) => typeof n === "number")
+    .map(([what, n]) => `${what} ${n}`);
+  return {
+    ai_model: ai.model ?? undefined,
+    ai_tokens: tokens.length ? tokens.join(" · ") : undefined,
+    ai_took: typeof ai.elapsed_ms === "number" ? duration(ai.elapsed_ms) : undefined,
+  };
+}
+
+function attemptsMark(job) {
+  return `${job.status}|${job.attempts}`;
+}
+
+function urlLink(url) {
+  return h("a", { href: url, target: "_blank", rel: NOFOLLOW, class: "mono" }, url);
+}
+
+/** A multi_fetch's other URLs, folded: "+N more". */
+function moreUrls(urls) {
   return h(
-    "li",
-    { class: `step t-${tone}` },
-    h("span", { class: "step-dot" }),
-    h("div", { class: "step-main" }, h("span", { class: "step-label" }, label), h("span", { class: "step-detail" }, detail)),
-    h(
-      "div",
-      { class: "step-time", title: absTime(ms) },
-      ms === null ? "—" : absTime(ms).slice(11),
-      " ",
-      h("span", { class: "muted" }, timeAgo(iso)),
-    ),
+    "details",
+    { class: "more-urls" },
+    h("summary", {}, `+${urls.length} more`),
+    h("ul", {}, urls.map((url) => h("li", {}, urlLink(url)))),
   );
 }
 

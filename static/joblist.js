@@ -9,11 +9,12 @@ import {
   errorBox,
   fill,
   h,
-  jobUrl,
+  jobUrls,
   parseTime,
   progressBar,
   timeAgo,
   toast,
+  urlSummary,
 } from "./dom.js";
 
 const PAGE = 50;
@@ -37,7 +38,8 @@ export class JobList {
       this.ctx.onFilter(this.filters);
       this.load();
     });
-    this.kindSelect = select("kind", ["", ...KINDS], this.filters.kind, "All kinds", () => {
+    const kinds = [...new Set(["", ...KINDS, this.filters.kind])];
+    this.kindSelect = select("kind", kinds, this.filters.kind, "All kinds", () => {
       this.filters.kind = this.kindSelect.value;
       this.load();
     });
@@ -139,7 +141,8 @@ export class JobList {
 
   fits(job) {
     const q = this.filters.q.trim().toLowerCase();
-    return this.fitsServerFilters(job) && (!q || jobUrl(job).toLowerCase().includes(q) || job.job_id.includes(q));
+    const found = (url) => url.toLowerCase().includes(q);
+    return this.fitsServerFilters(job) && (!q || jobUrls(job).some(found) || job.job_id.includes(q));
   }
 
   schedule() {
@@ -151,7 +154,15 @@ export class JobList {
     });
   }
 
+  /** A kind the select does not offer yet (a plugin's) joins it once a job of that kind is loaded. */
+  offerKind(kind) {
+    if (typeof kind !== "string" || !kind) return;
+    if ([...this.kindSelect.options].some((o) => o.value === kind)) return;
+    this.kindSelect.append(h("option", { value: kind }, kind));
+  }
+
   render() {
+    for (const job of this.jobs.values()) this.offerKind(job.kind);
     const visible = [...this.jobs.values()].filter((job) => this.fits(job)).sort(newestFirst);
     const keep = new Set(visible.map((job) => job.job_id));
     for (const [id, row] of this.rows) {
@@ -234,11 +245,12 @@ function select(name, values, current, allLabel, onchange) {
 }
 
 function cellsOf(job) {
-  const url = jobUrl(job);
+  const url = urlSummary(job);
+  const title = jobUrls(job).join("\n");
   return [
     h("td", {}, badge(job.status)),
     h("td", {}, h("span", { class: "kind" }, job.kind)),
-    h("td", { class: "url-cell" }, h("a", { href: `#/jobs/${job.job_id}`, class: "url", title: url }, url || job.job_id)),
+    h("td", { class: "url-cell" }, h("a", { href: `#/jobs/${job.job_id}`, class: "url", title }, url || job.job_id)),
     h("td", { class: "progress-cell" }, progressCell(job)),
     h("td", { class: "num" }, `${job.attempts}/${job.max_attempts}`),
     h("td", { class: "nowrap" }, timeAgo(job.created_at)),

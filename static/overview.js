@@ -12,6 +12,10 @@ export class RateMeter {
     this.samples = [];
   }
 
+  reset() {
+    this.samples = [];
+  }
+
   add(stats, now = Date.now()) {
     const c = stats.counts || {};
     const finished = (c.completed || 0) + (c.partial || 0) + (c.failed || 0) + (c.cancelled || 0);
@@ -39,8 +43,11 @@ export class RateMeter {
   }
 }
 
-/** The overview section, rendered afresh from the latest stats (cheap: a dozen nodes). */
-export function renderOverview(section, stats, rate, { onStatus, activeStatus } = {}) {
+/**
+ * The overview section, rendered afresh from the latest stats (cheap: a dozen nodes). `allKeys`: the
+ * server has keys, so its counts cover every key's jobs while the list (the tiles filter) is the caller's.
+ */
+export function renderOverview(section, stats, rate, { onStatus, activeStatus, allKeys = false } = {}) {
   if (!stats) {
     fill(section, h("p", { class: "muted" }, "Loading stats…"));
     return;
@@ -56,7 +63,7 @@ export function renderOverview(section, stats, rate, { onStatus, activeStatus } 
         {
           type: "button",
           class: `status-tile s-${status}${activeStatus === status ? " on" : ""}`,
-          title: `Show ${status} jobs`,
+          title: allKeys ? `Show your ${status} jobs (the count is of every key's)` : `Show ${status} jobs`,
           dataset: { status },
           onclick: () => onStatus && onStatus(activeStatus === status ? "" : status),
         },
@@ -98,6 +105,13 @@ export function renderOverview(section, stats, rate, { onStatus, activeStatus } 
       { class: "section-head" },
       h("h2", {}, "Overview"),
       h("span", { class: "muted" }, `${total} job${total === 1 ? "" : "s"} on record`),
+      allKeys
+        ? h(
+            "span",
+            { class: "muted small scope-note", title: "GET /v1/stats counts the jobs of every key; GET /v1/jobs lists yours" },
+            "counts: all keys · list: your jobs",
+          )
+        : null,
     ),
     notice,
     strip,

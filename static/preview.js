@@ -1,4 +1,5 @@
-// A result's outputs as tabs: rendered markdown, raw HTML, text, links, metadata, screenshots, JSON.
+// A result's outputs as tabs: an AI answer, rendered markdown, raw HTML, text, links, metadata,
+// screenshots, a PDF to download, a multi_fetch's pages, JSON.
 
 import { fill, h, jsonView, safeUrl } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
@@ -8,16 +9,24 @@ const FACTS = new Set(["status_code", "final_url", "content_type", "url", "depth
 
 /**
  * The preview of `outputs` (a result's outputs, or one crawl page). `files` loads a stored file as an
- * object URL (with the key); `everything` is what the JSON tab shows (defaults to `outputs`).
+ * object URL (with the key); `everything` is what the JSON tab shows (defaults to `outputs`); `ai`:
+ * a model answered (stats.ai), so `content` is its answer; `name` prefixes a downloaded file's name.
  */
-export function resultPreview(outputs, { files, everything, base } = {}) {
+export function resultPreview(outputs, { files, everything, base, ai = false, name = "" } = {}) {
   const tabs = [];
   const add = (id, label, build) => tabs.push({ id, label, build });
   const shots = [outputs.screenshot, ...(outputs.action_screenshots || [])].filter((s) => typeof s === "string");
+  if (outputs.content !== undefined && outputs.content !== null) {
+    add("content", ai ? "AI answer" : "Content", () => contentTab(outputs, base));
+  }
   if (typeof outputs.markdown === "string") add("markdown", "Markdown", () => markdownTab(outputs.markdown, base));
+  if (Array.isArray(outputs.pages)) {
+    add("pages", `Pages (${outputs.pages.length})`, () => pagesTab(outputs.pages, (page) => resultPreview(page, { files, base: page.url })));
+  }
   if (shots.length) add("screenshot", shots.length > 1 ? `Screenshots (${shots.length})` : "Screenshot", () =>
     screenshotTab(shots, files),
   );
+  if (typeof outputs.pdf === "string") add("pdf", "PDF", () => pdfTab(outputs.pdf, files, name));
   if (typeof outputs.html === "string") add("html", "HTML", () => htmlTab(outputs.html));
   if (typeof outputs.text === "string") add("text", "Text", () => h("pre", { class: "text-out" }, outputs.text));
   if (Array.isArray(outputs.links)) add("links", `Links (${outputs.links.length})`, () => linksTab(outputs.links));
@@ -27,7 +36,8 @@ export function resultPreview(outputs, { files, everything, base } = {}) {
   if (outputs.headers && typeof outputs.headers === "object") add("headers", "Headers", () => tableTab(outputs.headers));
   if (outputs.extract !== undefined) add("extract", "Extract", () => jsonView(outputs.extract));
   if (outputs.actions !== undefined) add("actions", "Actions", () => jsonView(outputs.actions));
-  const others = Object.keys(outputs).filter((k) => !FACTS.has(k) && !KNOWN.has(k) && !isScalar(outputs[k]));
+  const shown = (k) => KNOWN.has(k) || (k === "pages" && Array.isArray(outputs.pages));
+  const others = Object.keys(outputs).filter((k) => !FACTS.has(k) && !shown(k) && !isScalar(outputs[k]));
   if (!tabs.length && others.length) add("output", "Output", () => jsonView(pick(outputs, others)));
   add("json", "JSON", () => jsonView(everything ?? outputs));
 
@@ -39,7 +49,8 @@ export function resultPreview(outputs, { files, everything, base } = {}) {
   const bar = h("div", { class: "tabs", role: "tablist" });
   const show = (tab) => {
     for (const button of bar.children) button.setAttribute("aria-selected", String(button.dataset.tab === tab.id));
-    fill(body, tab.build());
+    if (!tab.node) tab.node = tab.build(); // once: a tab may load a file
+    fill(body, tab.node);
   };
   for (const tab of tabs) {
     bar.append(h("button", { type: "button", role: "tab", class: "tab", dataset: { tab: tab.id }, onclick: () => show(tab) }, tab.label));
@@ -50,7 +61,7 @@ export function resultPreview(outputs, { files, everything, base } = {}) {
 
 const KNOWN = new Set([
   "markdown", "html", "text", "links", "urls", "metadata", "headers", "extract", "actions",
-  "screenshot", "action_screenshots", "pdf",
+  "screenshot", "action_screenshots", "pdf", "content", "ai_error",
 ]);
 
 const isScalar = (value) => value === null || typeof value !== "object";
@@ -68,6 +79,68 @@ function markdownTab(markdown, base) {
   const rendered = h("article", { class: "markdown" }, renderMarkdown(markdown, { base }));
   const source = h("pre", { class: "text-out" }, markdown);
   return toggled([["Rendered", rendered], ["Source", source]]);
+}
+
+/** `content`: a model's answer (markdown, or JSON for format json), or the page markdown it fell back to. */
+function contentTab(outputs, base) {
+  const failed = outputs.ai_extraction_failed === true;
+  const why = typeof outputs.ai_error === "string" ? outputs.ai_error : "";
+  const notice = failed ? h("div", { class: "notice" }, "The model gave no usable answer: this is the page markdown.", why ? ` ${why}` : "") : null;
+  const body = typeof outputs.content === "string" ? markdownTab(outputs.content, base) : jsonView(outputs.content);
+  return h("div", { class: "content-out" }, notice, body);
+}
+
+/** A stored PDF: loaded with the key only when this tab opens, then offered as a download. */
+function pdfTab(path, files, name) {
+  const status = h("p", { class: "muted" }, "loading the PDF…");
+  const box = h("div", { class: "pdf-box" }, status);
+  if (!files) {
+    status.textContent = "no way to load files";
+    return box;
+  }
+  const file = `${name ? `${name}-` : ""}${path.split("/").pop() || "page.pdf"}`;
+  files(path).then(
+    (url) => {
+      fill(status, "The page as a PDF, as the browser printed it.");
+      box.append(h("a", { class: "btn primary pdf-download", href: url, download: file }, `Download ${file}`));
+    },
+    (exc) => {
+      status.textContent = `could not load ${path}: ${exc.message}`;
+      status.classList.add("bad");
+    },
+  );
+  return box;
+}
+
+/** A multi_fetch's pages (URL, success, title), each opening to its own preview. */
+function pagesTab(pages, preview) {
+  if (!pages.length) return h("p", { class: "muted" }, "No pages.");
+  return h(
+    "div",
+    { class: "multi-pages" },
+    pages.map((page, n) => {
+      const ok = page && page.success !== false;
+      const error = page && page.error ? (typeof page.error === "string" ? page.error : page.error.message || page.error.code) : "";
+      const item = h(
+        "details",
+        { class: `multi-page${ok ? "" : " bad-row"}`, dataset: { index: String(n) } },
+        h(
+          "summary",
+          {},
+          h("span", { class: "num" }, `${n + 1}. `),
+          ok ? "ok " : h("span", { class: "err-code" }, "failed "),
+          h("span", { class: "mono" }, String((page && page.url) ?? "")),
+          page && page.title ? h("span", { class: "muted" }, ` — ${page.title}`) : null,
+          error ? h("span", { class: "err-code" }, ` — ${error}`) : null,
+        ),
+      );
+      // built when first opened: a page's markdown may be long
+      item.addEventListener("toggle", () => {
+        if (item.open && item.childElementCount === 1) item.append(h("div", { class: "page-preview" }, preview(page || {})));
+      });
+      return item;
+    }),
+  );
 }
 
 function htmlTab(html) {

@@ -11,7 +11,10 @@ const KIND_HELP = {
 };
 const PAGE_KINDS = "fetch render interact crawl";
 const WAIT_UNTIL = ["", "load", "domcontentloaded", "networkidle0", "networkidle2"];
-const OUTPUTS = ["markdown", "html", "text", "links", "metadata", "headers", "screenshot"];
+const OUTPUTS = ["markdown", "html", "text", "links", "metadata", "headers", "screenshot", "pdf"];
+/** outputs only a page loaded in the browser has: a crawl refuses them per page */
+const BROWSER_OUTPUTS = new Set(["screenshot", "pdf"]);
+const ONE_PAGE_KINDS = "fetch render interact";
 const SAMPLE_ACTIONS = '[\n  {"type": "wait_for", "selector": "body"},\n  {"type": "scroll"},\n  {"type": "screenshot"}\n]';
 
 export class SubmitForm {
@@ -64,7 +67,15 @@ export class SubmitForm {
         field("URL", input("url", "input.url", { type: "url", placeholder: "https://example.com/", autocomplete: "off" })),
       ]),
       group("Outputs", [
-        h("div", { class: "checks", dataset: { field: "input.output" } }, OUTPUTS.map((o) => check(`out_${o}`, o, o === "markdown"))),
+        h(
+          "div",
+          { class: "checks", dataset: { field: "input.output" } },
+          OUTPUTS.map((o) => {
+            const box = check(`out_${o}`, o, o === "markdown");
+            if (BROWSER_OUTPUTS.has(o)) box.dataset.kinds = ONE_PAGE_KINDS;
+            return box;
+          }),
+        ),
       ], PAGE_KINDS),
       group("Page", [
         row([
@@ -82,7 +93,11 @@ export class SubmitForm {
           textarea("headers", "input.headers", 2, "Accept-Language: en"),
           "fetch render interact crawl",
         ),
-        field("Body", textarea("body", "input.body", 2, "sent as is; a JSON object is sent as JSON"), "fetch render interact"),
+        field(
+          "Body",
+          textarea("body", "input.body", 2, "sent as is; a JSON object is sent as JSON (Content-Type: application/json)"),
+          "fetch render interact",
+        ),
       ], PAGE_KINDS),
       group("Crawl", [
         row([
@@ -144,7 +159,7 @@ export class SubmitForm {
       if (raw !== "") target[name] = Number(raw);
     };
     if (on(PAGE_KINDS)) {
-      input.output = OUTPUTS.filter((o) => this.checked(`out_${o}`));
+      input.output = OUTPUTS.filter((o) => this.checked(`out_${o}`) && (on(ONE_PAGE_KINDS) || !BROWSER_OUTPUTS.has(o)));
       if (on("fetch crawl") && this.checked("render_js")) input.render_js = true;
       if (this.value("wait_until")) input.wait_until = this.value("wait_until");
       if (this.value("wait_for")) input.wait_for = this.value("wait_for");
@@ -155,7 +170,7 @@ export class SubmitForm {
     if (on("fetch render interact")) {
       if (this.checked("screenshot_full_page")) input.screenshot_full_page = true;
       if (this.value("method") !== "GET") input.method = this.value("method");
-      if (this.value("body")) input.body = this.value("body");
+      if (this.value("body")) input.body = bodyOf(this.value("body"));
     }
     if (kind === "crawl") {
       number("max_pages");
@@ -232,6 +247,17 @@ export class SubmitForm {
       el.after(h("div", { class: "field-problem" }, `${name} ${problem}`));
     }
   }
+}
+
+/** The body as typed; one that parses as a JSON object goes as that object, which the server sends as JSON. */
+function bodyOf(text) {
+  try {
+    const value = JSON.parse(text);
+    if (value && typeof value === "object" && !Array.isArray(value)) return value;
+  } catch {
+    // not JSON: sent as the text it is
+  }
+  return text;
 }
 
 function parseHeaders(text) {
