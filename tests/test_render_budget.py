@@ -57,17 +57,17 @@ def test_an_inline_render_may_take_the_sync_timeout_past_the_default(tmp_path: P
 
 @pytest.mark.browser
 def test_renders_queued_for_the_one_browser_page_do_not_time_out_waiting(tmp_path: Path, site: TargetSite) -> None:
-    """Four renders of 1.5 s each with timeout_s 3 and one page: the last waits 4.5 s for it. The wait is
-    queueing, not rendering (all four timed out or retried before: their clocks ran while they waited)."""
-    config = make_config(tmp_path, browser={"max_pages": 1}, queue={"concurrency": 4})
+    """Five renders of a 1 s page with timeout_s 4 and one page: the last waits over 4 s for it. The wait is
+    queueing, not rendering (the later ones timed out before: their clocks ran while they waited)."""
+    config = make_config(tmp_path, browser={"max_pages": 1}, queue={"concurrency": 5})
     with ServerThread(config) as server:
-        url = site.add("/slow-1.5", slow_page(1.5))
+        url = site.add("/slow-1", slow_page(1.0))
 
-        ids = [server.http.submit({"url": url}, kind="render", timeout_s=3, max_attempts=1)["job_id"] for _ in range(4)]
+        ids = [server.http.submit({"url": url}, kind="render", timeout_s=4, max_attempts=1)["job_id"] for _ in range(5)]
 
         jobs = [server.http.wait(job_id, 60) for job_id in ids]
-        assert [job["status"] for job in jobs] == ["completed"] * 4, [job.get("error") for job in jobs]
-        assert site.hits["/slow-1.5"] == 4
+        assert [job["status"] for job in jobs] == ["completed"] * 5, [job.get("error") for job in jobs]
+        assert site.hits["/slow-1"] == 5
 
 
 @pytest.mark.browser
