@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 from aiohttp import web
 
@@ -179,3 +180,20 @@ def test_a_405_names_every_method_the_path_takes(server: ServerThread) -> None:
         resp = server.http.request("PUT", path)
         assert (resp.status, resp.headers.get("allow")) == (405, allowed), path
         assert resp.json["error"]["code"] == "method_not_allowed"
+
+
+def test_openapi_says_what_the_server_takes(server: ServerThread, site: TargetSite) -> None:
+    """The schema refused URLs the server takes (ports over 9999, IPv6 literals, user:pw@) and took a
+    render's render_js, which the server refuses; /readyz and /openapi.json need a key like the rest."""
+    spec = server.http.get("/openapi.json").json
+    submission = jsonschema_rs.validator_for({**spec, "$ref": "#/components/schemas/Submission"})
+    for url in [site.url("/p"), "http://[::1]:8080/x", "http://user:pw@127.0.0.1:65000/p"]:
+        body = {"kind": "fetch", "input": {"url": url}, "delay_s": 3600}
+        assert submission.is_valid(body), url
+        assert server.http.post("/v1/jobs", body).status == 202, url
+    render_js = {"kind": "render", "input": {"url": site.url("/p"), "render_js": False}}
+    assert not submission.is_valid(render_js)
+    assert server.http.post("/v1/jobs", render_js).status == 422
+    for path in ("/readyz", "/openapi.json"):
+        assert "security" not in spec["paths"][path]["get"] and "401" in spec["paths"][path]["get"]["responses"]
+    assert "206" in spec["paths"]["/v1/files/{job_id}/{name}"]["get"]["responses"]

@@ -187,6 +187,7 @@ def test_cancel_stops_a_crawl_within_two_seconds_and_keeps_its_pages(tmp_path: P
         time.sleep(0.3)
         kept = stored_urls(Path(config.store.path), job["job_id"])
         assert cancelled.status == 200 and cancelled.json["status"] == "cancelled" and took_s < 2
+        assert cancelled.json["result_available"] is True  # its pages are its result (was false)
         assert sum(crawlsite.hits.values()) == hits_then  # nothing fetched after the answer
         assert len(kept) >= 5 and len(set(kept)) == len(kept)
         result = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=1000")

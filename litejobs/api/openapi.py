@@ -177,7 +177,12 @@ def _paths() -> dict[str, Any]:
             "parameters": [_JOB_ID, {"name": "name", "in": "path", "required": True, "schema": STR}],
             "get": {
                 "summary": "A stored artefact",
-                "responses": {"200": {"description": "the file", "content": {"*/*": {}}}, **error_responses(403, 404)},
+                "responses": {
+                    "200": {"description": "the file", "content": {"*/*": {}}},
+                    "206": {"description": "the byte ranges asked for with Range", "content": {"*/*": {}}},
+                    "416": {"description": "a Range past the end of the file"},
+                    **error_responses(403, 404),
+                },
             },
         },
         "/metrics": {
@@ -192,16 +197,18 @@ def _paths() -> dict[str, Any]:
         "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": json_body(OBJ, "alive")}}},
         "/readyz": {
             "get": {
-                "summary": "Readiness (needs no key)",
-                "security": [],
-                "responses": {"200": json_body(OBJ, "ready"), "503": json_body(OBJ, "not ready")},
+                "summary": "Readiness (a key when keys are configured; /healthz needs none)",
+                "responses": {
+                    **error_responses(),
+                    "200": json_body(OBJ, "ready"),
+                    "503": json_body(OBJ, "not ready"),
+                },
             }
         },
         "/openapi.json": {
             "get": {
-                "summary": "This document (needs no key)",
-                "security": [],
-                "responses": {"200": json_body(OBJ, "OpenAPI 3.1")},
+                "summary": "This document (a key when keys are configured)",
+                "responses": {**error_responses(), "200": json_body(OBJ, "OpenAPI 3.1")},
             }
         },
     }

@@ -17,7 +17,7 @@ TIME = {"type": ["string", "null"], "format": "date-time"}
 HTTP_URL = {
     "type": "string",
     "format": "uri",
-    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]+(:[1-9][0-9]{0,3})?([/?#][!-~]*)?$",
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://([^@/?#\\s]*@)?([A-Za-z0-9._~-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?([/?#][!-~]*)?$",
     "maxLength": 8192,
 }
 STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"]
@@ -114,9 +114,18 @@ SUBMISSION = object_schema(
     "input",
     closed=True,
 )
-# no kind means fetch; a `properties`-only `if` also holds when kind is absent
-SUBMISSION["if"] = {"properties": {"kind": {"enum": ["fetch", "render"]}}}
-SUBMISSION["then"] = {"properties": {"input": schema_ref("FetchInput")}}
+SUBMISSION["allOf"] = [
+    # no kind means fetch; a `properties`-only `if` also holds when kind is absent
+    {
+        "if": {"properties": {"kind": {"enum": ["fetch", "render"]}}},
+        "then": {"properties": {"input": schema_ref("FetchInput")}},
+    },
+    # a render always renders: render_js is not one of its fields
+    {
+        "if": {"properties": {"kind": {"const": "render"}}, "required": ["kind"]},
+        "then": {"properties": {"input": {"not": {"required": ["render_js"]}}}},
+    },
+]
 
 SCHEMAS: dict[str, Any] = {
     "Error": object_schema(

@@ -29,7 +29,7 @@ from litejobs.store.postgres_pool import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, o
 from litejobs.store.postgres_records import Records, dumps, end_attempt, job_of, notify_work
 from litejobs.store.postgres_schema import migrate
 from litejobs.store.postgres_webhooks import WebhookDeliveries
-from litejobs.store.rows import JOB_COLUMNS, guarded_status
+from litejobs.store.rows import CANCELLED_RESULT, JOB_COLUMNS, guarded_status
 
 try:
     import asyncpg
@@ -358,7 +358,8 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
                 raise JobFinished(f"the job is already {was}")
             row = await conn.fetchrow(
                 "UPDATE jobs SET status = 'cancelled', completed_at = $1, updated_at = $1, expires_at = $2, "
-                f"lease_until = NULL WHERE id = $3 AND status IN {guarded_status(JobState.CANCELLED)} "
+                f"lease_until = NULL, {CANCELLED_RESULT} "
+                f"WHERE id = $3 AND status IN {guarded_status(JobState.CANCELLED)} "
                 f"RETURNING {JOB_COLUMNS}",
                 now_ms,
                 expires_at_ms,

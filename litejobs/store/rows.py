@@ -69,6 +69,9 @@ def guarded_status(target: JobState) -> str:
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(sources_of(target))) + ")"
 
 
+#: a cancelled job's result is the pages it finished (a crawl's): it has one if it has any
+CANCELLED_RESULT = "result_available = EXISTS (SELECT 1 FROM pages WHERE pages.job_id = jobs.id)"
+
 #: an attempt's columns, in the order attempt_of_row reads them, oldest first
 ATTEMPT_COLUMNS = "run, number, started_at, ended_at, outcome, error"
 

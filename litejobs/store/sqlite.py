@@ -12,7 +12,7 @@ import aiosqlite
 from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull, StorageFull
 from litejobs.jobs import Job, JobResult, JobSpec, JobState, new_job_id
 from litejobs.store import StoreUnavailable, Submitted
-from litejobs.store.rows import guarded_status
+from litejobs.store.rows import CANCELLED_RESULT, guarded_status
 from litejobs.store.sqlite_artefacts import Artefacts
 from litejobs.store.sqlite_housekeeping import Housekeeping
 from litejobs.store.sqlite_open import admitted_pages, connect, migrate, used_pages
@@ -335,7 +335,8 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                 raise JobFinished(f"the job is already {job.status.value}")
             conn.execute(
                 "UPDATE jobs SET status = 'cancelled', completed_at = ?, updated_at = ?, expires_at = ?, "
-                f"lease_until = NULL WHERE id = ? AND status IN {guarded_status(JobState.CANCELLED)}",
+                f"lease_until = NULL, {CANCELLED_RESULT} "
+                f"WHERE id = ? AND status IN {guarded_status(JobState.CANCELLED)}",
                 (now_ms, now_ms, expires_at_ms, job_id),
             )
             end_attempt(conn, job_id, now_ms, "cancelled", None)
