@@ -312,3 +312,31 @@ def test_a_job_cancelled_through_another_node_stops_at_once_on_the_node_running_
     finally:
         runner.terminate()
         other.terminate()
+
+
+def test_the_clients_wait_out_a_short_outage_of_the_database(
+    tmp_path: Path, site: TargetSite, own_pg: OwnPostgres, db_url: str
+) -> None:
+    """A read through litejobs' client during a PostgreSQL restart answers once the database is back
+    (it raised RemoteError on the first 503 before); a write without an Idempotency-Key is not resent."""
+    from litejobs.client import Client
+    from litejobs.errors import StoreUnavailable
+
+    url = site.add_html("/client-outage", "<p>x</p>")
+    server = node(tmp_path, "client", db_url)
+    try:
+        client = Client(server.base_url, timeout_s=30)
+        job_id = client.submit("fetch", {"url": url})["job_id"]
+        assert client.wait(job_id, timeout_s=30)["status"] == "completed"
+        own_pg.stop_fast()
+        restart = threading.Timer(3.0, own_pg.start_again)
+        restart.start()
+        try:
+            with pytest.raises(StoreUnavailable):
+                client.submit("fetch", {"url": url})  # no key: not sent again
+            assert client.get(job_id)["status"] == "completed"  # waited out: answered after the restart
+        finally:
+            restart.join()
+        assert client.get(job_id)["status"] == "completed"
+    finally:
+        server.terminate()

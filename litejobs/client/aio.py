@@ -11,8 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from litejobs import errors
-from litejobs.client.errors import RateLimitPatience, ServerUnreachable, api_error, patience_for
+from litejobs.client.errors import PASSING, RateLimitPatience, ServerUnreachable, api_error, patience_for
 from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
 from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
@@ -72,7 +71,7 @@ class AsyncClient:
                 try:
                     resp = await self._answer(method, path, body, headers, stream)
                     break
-                except errors.RateLimited as exc:
+                except PASSING as exc:
                     await asyncio.sleep(patience.pause_s(exc))
             async with resp:
                 yield resp
@@ -160,7 +159,7 @@ class AsyncClient:
             path = poll_path(job_id, poll_s(deadline, longest_s))
             try:
                 answer = await self.request("GET", path, patience=RateLimitPatience(max_resends=0))
-            except errors.RateLimited as exc:
+            except PASSING as exc:
                 await asyncio.sleep(patience.pause_s(exc))
                 continue
             patience.answered()

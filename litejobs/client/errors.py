@@ -1,5 +1,5 @@
 """The client's errors: each error code of the API is its class in litejobs.errors; Retry-After in seconds,
-and how long a call waits out `429 rate_limited` before raising it."""
+and how long a call waits out `429 rate_limited` and `503 store_unavailable` before raising them."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ _ERRORS: dict[str, type[errors.ApiError]] = {
         errors.InvalidJson, errors.Unauthorized, errors.Forbidden, errors.NotFound, errors.IdempotencyConflict,
         errors.JobFinished, errors.ResultNotAvailable, errors.PayloadTooLarge, errors.UnsupportedMediaType,
         errors.ValidationFailed, errors.UnsupportedKind, errors.QueueFull, errors.RateLimited,
-        errors.QueueDisabled, errors.ShuttingDown, errors.StorageFull, errors.SyncTimeout,
+        errors.QueueDisabled, errors.ShuttingDown, errors.StorageFull, errors.SyncTimeout, errors.StoreUnavailable,
     )
 }  # fmt: skip
 
@@ -81,8 +81,13 @@ def may_resend(method: str, headers: Mapping[str, str] | None) -> bool:
     return method == "GET" or bool(headers and headers.get("Idempotency-Key"))
 
 
+#: answers that say "not now, try again after Retry-After": `429 rate_limited`, and `503
+#: store_unavailable` (the server's database is away for a moment, e.g. a PostgreSQL restart)
+PASSING: tuple[type[errors.ApiError], ...] = (errors.RateLimited, errors.StoreUnavailable)
+
+
 class RateLimitPatience:
-    """How long one call waits out `429 rate_limited`: each Retry-After up to MAX_RETRY_AFTER_S,
+    """How long one call waits out a PASSING answer: each Retry-After up to MAX_RETRY_AFTER_S,
     `max_resends` times in a row, and never past the caller's `deadline` (time.monotonic())."""
 
     def __init__(self, deadline: float | None = None, max_resends: int = MAX_RESENDS) -> None:
@@ -91,9 +96,9 @@ class RateLimitPatience:
         self.resends = 0
 
     def pause_s(self, exc: errors.ApiError) -> float:
-        """The pause before sending the request again; raises `exc` when it is not a rate limit, or
-        when waiting it out would take too long, too often, or past the deadline."""
-        if not isinstance(exc, errors.RateLimited) or self.resends >= self.max_resends:
+        """The pause before sending the request again; raises `exc` when it is not PASSING, or when
+        waiting it out would take too long, too often, or past the deadline."""
+        if not isinstance(exc, PASSING) or self.resends >= self.max_resends:
             raise exc
         pause_s = exc.retry_after_s
         late = self.deadline is not None and time.monotonic() + pause_s > self.deadline

@@ -10,8 +10,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from litejobs import errors
-from litejobs.client.errors import RateLimitPatience, ServerUnreachable, api_error, patience_for
+from litejobs.client.errors import PASSING, RateLimitPatience, ServerUnreachable, api_error, patience_for
 from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.transport import build_opener
 from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
@@ -46,7 +45,7 @@ class Client:
         while True:
             try:
                 return self._open_once(method, path, body, headers, timeout_s)
-            except errors.RateLimited as exc:
+            except PASSING as exc:
                 time.sleep(patience.pause_s(exc))
 
     def _open_once(self, method: str, path: str, body: Any, headers: dict[str, str] | None, timeout_s: float) -> Any:
@@ -110,7 +109,7 @@ class Client:
             path = poll_path(job_id, poll_s(deadline, longest_s))
             try:
                 answer = self.request("GET", path, patience=RateLimitPatience(max_resends=0))
-            except errors.RateLimited as exc:
+            except PASSING as exc:
                 time.sleep(patience.pause_s(exc))
                 continue
             patience.answered()
