@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,18 @@ def pg_url(postgres_server: PostgresServer) -> str:
 def store_url(request: pytest.FixtureRequest) -> str:
     """`[store] url` for a test run against each store: "" (SQLite) or a fresh PostgreSQL database."""
     return "" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
+def pg_rows(url: str, sql: str) -> list[Any]:
+    """The rows of one query, on a connection of its own (for tests that look into the database)."""
+
+    async def fetch() -> list[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,9 +247,10 @@ class TargetSite:
 class ServerProcess:
     """`litejobs serve` as a child process: for crash, signal and restart tests."""
 
-    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> None:
+        """`prefix` runs the server under another command (e.g. `unshare` for a PID namespace)."""
         self.db = db
-        cmd = [PYTHON, "-m", "litejobs", "serve", "--port", "0", "--db", str(db), *args]
+        cmd = [*prefix, PYTHON, "-m", "litejobs", "serve", "--port", "0", "--db", str(db), *args]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=ROOT

@@ -4,7 +4,6 @@ of their event ids; every stream still sends each status once, in order, and so 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from litejobs.api.events import LOOKBACK_MS
+from tests.pg import pg_rows
 from tests.support import FakeClock, LoopThread, ServerThread, TargetSite, make_config, wait_until
 from tests.test_events import Events, LiveStream, now_ms, read_events, statuses_of
 
@@ -31,23 +31,10 @@ def node(tmp_path: Path, name: str, pg_url: str, clock: FakeClock | None = None)
         yield running
 
 
-def rows(url: str, sql: str) -> list[Any]:
-    async def fetch() -> list[Any]:
-        import asyncpg
-
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
-
-
 def lock_waits(url: str) -> int:
     """Statements of this database waiting for a row lock."""
     sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    return int(rows(url, sql)[0][0])
+    return int(pg_rows(url, sql)[0][0])
 
 
 class RowLock:

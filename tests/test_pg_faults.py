@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.pg import _SERVER_OPTIONS, START_TIMEOUT_S, PostgresServer, _bindir
-from tests.support import PYTHON, ROOT, Http, ServerProcess, TargetSite, wait_until
+from tests.pg import _SERVER_OPTIONS, START_TIMEOUT_S, PostgresServer, _bindir, pg_rows
+from tests.support import Http, ServerProcess, TargetSite, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -76,19 +76,6 @@ def own_pg() -> Iterator[OwnPostgres]:
 @pytest.fixture
 def db_url(own_pg: OwnPostgres) -> str:
     return own_pg.new_database()
-
-
-def query(url: str, sql: str) -> list[Any]:
-    import asyncpg
-
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def node(tmp_path: Path, name: str, url: str, **env: str) -> ServerProcess:
@@ -217,19 +204,6 @@ class ContainerNode(ServerProcess):
     """`litejobs serve` as PID 1 of a PID namespace of its own, on this host's network and host name:
     a container run with host networking (Docker `--network host`, Kubernetes `hostNetwork`)."""
 
-    def __init__(self, prefix: list[str], db: Path, env: dict[str, str]) -> None:
-        self.db = db
-        cmd = [*prefix, PYTHON, "-m", "litejobs", "serve", "--port", "0", "--db", str(db)]
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=ROOT
-        )
-        self.output: list[str] = []
-        self.base_url = self._read_address()
-        self.http = Http(self.base_url)
-        self._drainer = threading.Thread(target=self._drain, daemon=True)
-        self._drainer.start()
-
     def terminate(self, timeout_s: float = 30) -> int:
         """SIGTERM to the server itself: unshare ignores it (it leaves when its child does)."""
         unshare = self.proc.pid
@@ -256,13 +230,13 @@ def test_nodes_with_one_host_name_in_separate_pid_namespaces_leave_each_others_j
         pytest.skip("unshare cannot make a PID namespace here")
     page = SlowPage(site, 7.0)  # more than two sweeper rounds (one per lease_s)
     env = {"LITEJOBS_STORE_URL": db_url, "LITEJOBS_QUEUE_LEASE_S": "2"}
-    one = ContainerNode(prefix, tmp_path / "one.db", env)
+    one = ContainerNode(tmp_path / "one.db", env=env, prefix=prefix)
     two = None
     try:
-        two = ContainerNode(prefix, tmp_path / "two.db", env)
+        two = ContainerNode(tmp_path / "two.db", env=env, prefix=prefix)
         ids = [(one if n % 2 else two).http.submit({"url": f"{page.url}?n={n}"})["job_id"] for n in range(4)]
         assert wait_until(lambda: page.started == 4, 30)
-        owners = [row[0] for row in query(db_url, "SELECT lease_owner FROM jobs WHERE status = 'active'")]
+        owners = [row[0] for row in pg_rows(db_url, "SELECT lease_owner FROM jobs WHERE status = 'active'")]
         assert len(owners) == 4 and {tuple(o.split(":")[:2]) for o in owners} == {(socket.gethostname(), "1")}
         assert wait_until(lambda: ended(one.http, ids), 60)
         for job_id in ids:

@@ -3,31 +3,17 @@ file another node wrote; gone with their job; served to their owner only, as fro
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from litejobs.files import MAX_DB_FILE_BYTES
 from tests.file_kinds import PNG_MAGIC, png_like
+from tests.pg import pg_rows
 from tests.support import FakeClock, Http, ServerProcess, ServerThread, TargetSite, make_config
 
 KIND = {"snapshot": "tests.file_kinds:snapshot"}
-
-
-def rows(url: str, sql: str) -> list[Any]:
-    async def fetch() -> list[Any]:
-        import asyncpg
-
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(fetch())
 
 
 def node(tmp_path: Path, name: str, pg_url: str, **env: str) -> ServerProcess:
@@ -79,14 +65,14 @@ def test_a_file_kept_in_the_database_goes_with_its_job(server: ServerThread, clo
     assert server.http.wait(job["job_id"])["status"] == "completed"
     path = f"/v1/files/{job['job_id']}/snapshot.png"
     assert server.http.get(path).body == png_like(5000)
-    assert rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 1
+    assert pg_rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 1
 
     clock.advance(server.config.store.retention_s + 1)
     assert server.app is not None
     assert server.call(server.app.sweeper.sweep_once()) == [job["job_id"]]
 
     assert server.http.get(path).status == 404
-    assert rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 0
+    assert pg_rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 0
 
 
 def test_a_file_over_the_database_cap_fails_its_job_with_file_too_large(server: ServerThread, pg_url: str) -> None:
@@ -94,7 +80,7 @@ def test_a_file_over_the_database_cap_fails_its_job_with_file_too_large(server: 
     done = server.http.wait(job["job_id"])
     assert done["status"] == "failed" and done["error"]["code"] == "file_too_large", done["error"]
     assert "files_dir" in done["error"]["message"]
-    assert rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 0
+    assert pg_rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 0
 
 
 def test_with_files_dir_set_files_stay_in_that_folder(tmp_path: Path, pg_url: str) -> None:
@@ -106,7 +92,7 @@ def test_with_files_dir_set_files_stay_in_that_folder(tmp_path: Path, pg_url: st
         served = server.http.get(f"/v1/files/{job['job_id']}/snapshot.png")
         assert served.status == 200 and served.body == png_like(5000)
     assert (shared / job["job_id"] / "snapshot.png").read_bytes() == png_like(5000)
-    assert rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 0
+    assert pg_rows(pg_url, "SELECT count(*) FROM file_data")[0][0] == 0
 
 
 @pytest.mark.slow
