@@ -161,16 +161,20 @@ class BrowserPool:
             raise BrowserError("the browser pool is closed")
         if urlsplit(request.url).scheme not in ("http", "https"):
             raise BlockedAddress(f"only http and https URLs can be rendered, not {request.url[:100]!r}")
-        async with waiting or contextlib.nullcontext():
-            await self._slots.acquire()
-        started = time.monotonic()  # the render's time runs from its page: queueing for one is not rendering
+        holding = False
         try:
-            async with asyncio.timeout(request.timeout_s):
-                result = await self._render_leased(request)
-        except TimeoutError:
-            raise RenderTimeout(f"render exceeded timeout_s={request.timeout_s:g}") from None
+            async with waiting or contextlib.nullcontext():
+                await self._slots.acquire()
+                holding = True
+            started = time.monotonic()  # the render's time runs from its page: queueing for one is not rendering
+            try:
+                async with asyncio.timeout(request.timeout_s):
+                    result = await self._render_leased(request)
+            except TimeoutError:
+                raise RenderTimeout(f"render exceeded timeout_s={request.timeout_s:g}") from None
         finally:
-            self._slots.release()
+            if holding:  # whatever ends the render, leaving `waiting` included, gives the page back
+                self._slots.release()
         result.elapsed_ms = (time.monotonic() - started) * 1000
         self._stats["pages_rendered"] += 1
         return result

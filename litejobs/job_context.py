@@ -67,31 +67,61 @@ class JobContext(ResourceView):
     _park: Callable[[str, bool], None] | None = None
     #: the attempt's time budget: the job's timeout_s (see KindContext.timeout_s)
     timeout_s: float | None = None
-    #: seconds spent parked so far, and since when (event-loop time) it is parked now
+    #: whether the attempt's clock stands still while it is parked (Kind.clock_stops_while_parked)
+    clock_stops_while_parked: bool = False
+    #: seconds spent parked so far; since when (event-loop time) it is parked now; parks open (a
+    #: crawl's renders may queue together); set while none is
     _parked_s: float = 0.0
     _parked_since: float | None = None
+    _parks: int = 0
+    _unparked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._unparked.set()
 
     @contextlib.asynccontextmanager
     async def parked(self) -> AsyncIterator[None]:
-        """While parked the job is queued for a resource, not working: its slot is lent out and its
-        timeout_s does not run (parked_s), so a burst of renders does not time out queueing for pages."""
+        """While parked the job is queued for a resource, not working: its slot is lent out and, for a
+        kind whose clock stops while parked (one page: fetch, render, interact), its timeout_s does not
+        run (parked_s), so a burst of renders does not time out queueing for pages. Parks may overlap
+        (several renders of one crawl): the job is parked from the first one's start to the last's end."""
         if self._park is None:
             yield
             return
         loop = asyncio.get_running_loop()
-        self._park(self.job_id, True)
-        self._parked_since = loop.time()
+        self._parks += 1
+        if self._parks == 1:
+            self._parked_since = loop.time()
+            self._unparked.clear()
+            self._park(self.job_id, True)
         try:
             yield
         finally:
-            self._parked_s += loop.time() - self._parked_since
-            self._parked_since = None
-            self._park(self.job_id, False)
+            self._parks -= 1
+            if self._parks == 0 and self._parked_since is not None:
+                self._parked_s += loop.time() - self._parked_since
+                self._parked_since = None
+                self._unparked.set()
+                self._park(self.job_id, False)
 
     def parked_s(self) -> float:
-        """The time this attempt has spent parked so far (the ongoing park included)."""
+        """The time this attempt's clock stood still so far (the ongoing park included)."""
+        if not self.clock_stops_while_parked:
+            return 0.0
         now = asyncio.get_running_loop().time()
         return self._parked_s + (now - self._parked_since if self._parked_since is not None else 0.0)
+
+    def clock_stands_still(self) -> bool:
+        """Whether the attempt's clock stands still now (parked, and its kind's clock stops)."""
+        return self.clock_stops_while_parked and self._parks > 0
+
+    async def while_parked(self, work: asyncio.Future[Any]) -> None:
+        """Wait until `work` ends or the job is parked no more."""
+        unparked = asyncio.ensure_future(self._unparked.wait())
+        try:
+            await asyncio.wait({work, unparked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unparked.cancel()
 
     async def save_pages(self, pages: list[dict[str, Any]]) -> None:
         await self._store.add_pages(self.job_id, pages)

@@ -79,6 +79,8 @@ class WorkerPool:
         self.concurrency = queue.concurrency
         self.lease_ms = int(queue.lease_s * 1000)
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: the attempt number each running job runs here (an outcome retried past a newer one is void)
+        self._attempt_running: dict[str, int] = {}
         #: running jobs that wait for a shared resource: their slots are lent out (at most
         #: `concurrency` of them, so parked jobs never pile up past twice the pool)
         self._parked: set[str] = set()
@@ -192,9 +194,13 @@ class WorkerPool:
         if job.recoveries:
             self._isolated = job.id
         self.feed.publish(job)
+        earlier = self._running.get(job.id)
+        if earlier is not None:  # an attempt of ours whose lease was recovered meanwhile: it is void
+            earlier.cancel()
         task = asyncio.create_task(self._run(job), name=f"litejobs-job-{job.id}")
         self._running[job.id] = task
-        task.add_done_callback(lambda _: self._finished(job.id))
+        self._attempt_running[job.id] = job.attempts
+        task.add_done_callback(lambda ended: self._finished(job.id, ended))
 
     def _set_parked(self, job_id: str, parked: bool) -> None:
         if parked:
@@ -203,8 +209,11 @@ class WorkerPool:
             self._parked.discard(job_id)
         self._wake.set()  # a slot was lent out (claim more) or taken back
 
-    def _finished(self, job_id: str) -> None:
-        self._running.pop(job_id, None)
+    def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(job_id) is not task:
+            return  # a void earlier attempt: the job's later attempt runs on
+        del self._running[job_id]
+        self._attempt_running.pop(job_id, None)
         self._parked.discard(job_id)
         if self._isolated == job_id:
             self._isolated = None
@@ -223,6 +232,7 @@ class WorkerPool:
         )
         try:
             kind = self.kinds.get(job.kind)
+            context.clock_stops_while_parked = kind.clock_stops_while_parked
             params = kind.parse(job.input)
             result = await self._run_kind(kind.run(params, context), job, context)
         except asyncio.CancelledError as exc:
@@ -248,6 +258,8 @@ class WorkerPool:
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+                if not task.done() and context.clock_stands_still():
+                    await context.while_parked(task)  # one wake-up per park, no spinning
                 parked_s = context.parked_s()
                 if task.done() or parked_s <= counted_parked_s:
                     break
@@ -291,24 +303,27 @@ class WorkerPool:
         found it no longer active) must lose neither the outcome nor its announcement, which metrics,
         webhooks and waiting readers depend on (measured before: 76 of 360,000 ends in an hour went
         unannounced)."""
-        outcome = asyncio.ensure_future(self._write_outcome(job.id, write, self.clock()))
+        outcome = asyncio.ensure_future(self._write_outcome(job, write, self.clock()))
         self._writes.add(outcome)
         outcome.add_done_callback(self._writes.discard)
         outcome.add_done_callback(lambda done: self._announce(job.id, done))
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(outcome)
 
-    async def _write_outcome(
-        self, job_id: str, write: Callable[[int], Awaitable[Job | None]], at_ms: int
-    ) -> Job | None:
+    async def _write_outcome(self, job: Job, write: Callable[[int], Awaitable[Job | None]], at_ms: int) -> Job | None:
         """The write, tried again with growing pauses while the database cannot be reached, until it
-        is written or the pool stops. Meanwhile the job stays running here, so the heartbeats renew
-        its lease as soon as the database is back: an outage is not a dead worker, and charging the
-        job an attempt for it would fail (or poison) jobs whose work was done. Every try writes the
-        same `at_ms`, the moment the work ended."""
+        is written, the pool stops, or this node runs a later attempt of the job (its lease was
+        recovered meanwhile: this outcome is void, and would land on that attempt). Meanwhile the job
+        stays running here, so the heartbeats renew its lease as soon as the database is back: an
+        outage is not a dead worker, and charging the job an attempt for it would fail (or poison)
+        jobs whose work was done. Every try writes the same `at_ms`, the moment the work ended."""
+        job_id = job.id
         pause_s = OUTCOME_RETRY_FIRST_S
         tries = 0
         while True:
+            if tries and self._attempt_running.get(job_id, job.attempts) != job.attempts:
+                log.warning("the outcome of %s attempt %d is void: a later attempt runs", job_id, job.attempts)
+                return None
             try:
                 changed = await write(at_ms)
                 break

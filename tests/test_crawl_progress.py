@@ -32,3 +32,31 @@ def test_progress_counts_the_pages_stored_while_a_slow_page_still_loads(tmp_path
         assert wait_until(lambda: progress() == "2/50 pages", 2.5), progress()  # /slow still loads
         job = server.http.wait(job_id, 30)
     assert job["status"] == "completed" and job["progress"]["message"] == "3 pages crawled"
+
+
+def test_no_progress_report_lands_after_close() -> None:
+    """A deferred report being written when the job ends is stopped before close() returns: it could
+    land after the job's last word (a crawl's "N pages crawled") and publish the job once more."""
+    from litejobs.kinds.progress import ThrottledProgress
+
+    async def scenario() -> list[str]:
+        events: list[str] = []
+
+        async def write() -> None:
+            events.append("write started")
+            await asyncio.sleep(0.2)
+            events.append("write ended")
+
+        progress = ThrottledProgress(write, every_s=0.5)
+        await progress.report()  # written at once
+        await progress.report()  # too soon: deferred
+        for _ in range(300):  # until the deferred write is under way (bounded)
+            if events.count("write started") == 2:
+                break
+            await asyncio.sleep(0.01)
+        await progress.close()
+        events.append("closed")
+        await asyncio.sleep(0.3)
+        return events
+
+    assert asyncio.run(scenario()) == ["write started", "write ended", "write started", "closed"]

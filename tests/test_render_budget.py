@@ -83,6 +83,26 @@ def test_a_render_that_has_its_page_still_times_out(tmp_path: Path, site: Target
         assert job["status"] == "failed" and job["error"]["code"] == "timeout", job["error"]
 
 
+@pytest.mark.browser
+def test_a_crawl_whose_renders_queue_together_gives_every_page_back(tmp_path: Path, site: TargetSite) -> None:
+    """Two renders of one crawl waiting for the one page at once: the second's end raised TypeError
+    and the page was never given back, so every later render waited for ever."""
+    links = "".join(f"<a href='/q/{n}'>{n}</a>" for n in range(4))
+    start = site.add_html("/q/", links)
+    for n in range(4):
+        site.add_html(f"/q/{n}", f"<p>page {n}</p>")
+    config = make_config(tmp_path, browser={"max_pages": 1}, crawl={"per_host_concurrency": 4, "per_host_delay_ms": 0})
+    with ServerThread(config) as server:
+        crawl = {"url": start, "max_pages": 5, "max_depth": 1, "render_js": True}
+        crawled = server.http.wait(server.http.submit(crawl, kind="crawl", timeout_s=60)["job_id"], 90)
+        assert crawled["status"] == "completed", crawled.get("error")
+        assert crawled["progress"]["message"] == "5 pages crawled"
+
+        after = server.http.wait(server.http.submit({"url": start}, kind="render", timeout_s=20)["job_id"], 40)
+        assert after["status"] == "completed", after.get("error")  # the page was given back
+        assert server.http.get("/v1/stats").json["browser"]["pages_open"] == 0
+
+
 # -- a page loaded in the browser is a GET without a body ---------------------------------------------
 
 

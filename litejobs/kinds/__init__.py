@@ -62,6 +62,10 @@ class Kind:
     run: Callable[[Any, KindContext], Awaitable[JobResult]]
     #: whether POST /v1/scrape may run this kind inline
     sync_allowed: bool = True
+    #: whether the job's timeout_s stands still while it is parked (queued for a browser page): right
+    #: for a kind whose whole work is one page; a kind doing several things at once (a crawl) keeps its
+    #: clock, or its timeout would bound little
+    clock_stops_while_parked: bool = False
 
 
 class KindRegistry:

@@ -324,5 +324,5 @@ async def run_fetch(params: FetchParams, ctx: KindContext) -> JobResult:
     return JobResult(JobState.COMPLETED, outputs, loaded["stats"])
 
 
-KIND = Kind("fetch", parse_fetch, run_fetch)
-RENDER_KIND = Kind("render", parse_render, run_fetch)
+KIND = Kind("fetch", parse_fetch, run_fetch, clock_stops_while_parked=True)
+RENDER_KIND = Kind("render", parse_render, run_fetch, clock_stops_while_parked=True)

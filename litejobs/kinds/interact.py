@@ -74,4 +74,4 @@ def parse_interact(raw: Mapping[str, Any]) -> FetchParams:
     return FetchParams(**values, actions=tuple(dict(a) for a in actions))
 
 
-KIND = Kind("interact", parse_interact, run_fetch)
+KIND = Kind("interact", parse_interact, run_fetch, clock_stops_while_parked=True)

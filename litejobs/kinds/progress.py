@@ -29,26 +29,32 @@ class ThrottledProgress:
         wait_s = self._every_s - (time.monotonic() - self._written_at)
         if now or wait_s <= 0:
             self._cancel_later()
-            self._written_at = time.monotonic()
-            await self._write()
+            await self._write_now()
         elif self._later is None:
             self._later = asyncio.create_task(self._report_later(wait_s))
 
+    async def _write_now(self) -> None:
+        self._written_at = time.monotonic()
+        await self._write()
+
     async def _report_later(self, wait_s: float) -> None:
-        await asyncio.sleep(wait_s)
-        self._later = None
         try:
-            await self.report(now=True)
+            await asyncio.sleep(wait_s)
+            await self._write_now()
         except Exception:  # progress is a courtesy: the job goes on, and its next report may pass
             log.warning("a progress report failed", exc_info=True)
+        finally:
+            if self._later is asyncio.current_task():
+                self._later = None
 
     def _cancel_later(self) -> None:
-        if self._later is not None and self._later is not asyncio.current_task():
+        if self._later is not None:
             self._later.cancel()
         self._later = None
 
     async def close(self) -> None:
-        """No report after this (the job is ending): a pending one is cancelled and awaited."""
+        """No report after this (the job is ending): a pending one, or one being written, is cancelled
+        and awaited, so that it cannot land after the job's last word."""
         later, self._later = self._later, None
         if later is not None:
             later.cancel()
