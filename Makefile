@@ -28,7 +28,7 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null)
 
-# strace, for the test that watches every datagram Chromium sends (tests/test_browser_egress.py)
+# strace, for the test that watches every datagram Chromium sends (tests/test_browser_webrtc.py)
 strace:
 	@command -v strace >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq strace >/dev/null)

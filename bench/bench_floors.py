@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_engine import BATCH, DELAY_S, C, Child, Errors, make_page, rate, session  # noqa: E402
+from bench_engine import BATCH, DELAY_S, C, Errors, rate, session  # noqa: E402
+from child_servers import Child, make_page  # noqa: E402
 from least_store import LeastStore  # noqa: E402
 
 from litejobs.jobs import JobResult, JobSpec, JobState  # noqa: E402

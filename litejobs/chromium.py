@@ -51,7 +51,7 @@ _QUIET_ARGS = (
 #: included. `--force-webrtc-ip-handling-policy`, its content_shell namesake, does nothing here, and neither do
 #: `--enforce-webrtc-ip-permission-check` or `--webrtc-udp-port-range=1-1` (measured with Chromium 156: 4
 #: datagrams to a blocked STUN address with each, 0 with this). The API stays, so pages that test for it still
-#: render; only its UDP is gone. tests/test_browser_egress.py tries the bypasses (iframes, popups, workers).
+#: render; only its UDP is gone. tests/test_browser_webrtc.py tries the bypasses (iframes, popups, workers).
 WEBRTC_PROXIED_ONLY = "--webrtc-ip-handling-policy=disable_non_proxied_udp"
 #: Chromium's own lookups once it has the proxy: every name answers 0.0.0.0 at once, the proxy's 127.0.0.1 and
 #: names the pool's rules EXCLUDE excepted (an EXCLUDE beats every MAP; the first MAP that matches wins). A

@@ -1,13 +1,10 @@
-"""The crawl kind against the real server and a generated site: page sets, robots, politeness, cancel, restart."""
+"""The crawl kind against the real server and a generated site: page sets, robots, paging, extract, failures."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,52 +16,16 @@ from litejobs.engine import SyncContext
 from litejobs.fetcher import Fetcher
 from litejobs.kinds.crawl import parse_crawl, run_crawl
 from litejobs.netpolicy import NetworkPolicy
-from litejobs.politeness import MAX_CRAWL_DELAY_S, HostGate
 from litejobs.worker import Resources
+from tests.crawl_support import all_pages, crawl, page_set
 from tests.crawlsite import FAILING, CrawlSite
-from tests.support import Http, ServerThread, TargetSite, make_config, wait_until
+from tests.support import ServerThread, TargetSite, make_config
 from tests.test_events import read_events
 
 
 @pytest.fixture
 def crawlsite(site: TargetSite) -> CrawlSite:
     return CrawlSite(site)
-
-
-def crawl(http: Http, options: dict[str, Any] | None = None, **input: Any) -> dict[str, Any]:
-    job = http.submit(input, kind="crawl", **{"timeout_s": 120, **(options or {})})
-    return http.wait(job["job_id"], 60)
-
-
-def all_pages(http: Http, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = []
-    offset: int | None = 0
-    for _ in range(1000):
-        if offset is None:
-            return pages
-        body = http.get(f"/v1/jobs/{job_id}/result?offset={offset}&limit={limit}").json
-        pages += body["pages"]
-        offset = body["next_offset"]
-    raise AssertionError("paging did not end")
-
-
-def page_set(pages: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    return {(urlsplit(p["url"]).path, p["depth"]) for p in pages}
-
-
-def stored_urls(db: Path, job_id: str) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return [r[0] for r in conn.execute("SELECT url FROM pages WHERE job_id = ? ORDER BY seq", (job_id,))]
-    finally:
-        conn.close()
-
-
-def wait_for_pages(db: Path, job_id: str, count: int, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(stored_urls(db, job_id)) < count:
-        assert time.monotonic() < deadline, "the crawl stored too few pages in time"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(("max_pages", "max_depth"), [(50, 0), (50, 1), (40, 2), (150, 2)])
@@ -137,146 +98,6 @@ def test_include_and_exclude_globs_choose_the_links_followed(server: ServerThrea
         return path.startswith("/p/") and not path.endswith("5") and not re.fullmatch(r"/p/1\d", path)
 
     assert page_set(all_pages(server.http, job["job_id"])) == crawlsite.expected_crawl(100, 2, follow=follow)
-
-
-def test_one_hosts_limits_hold_across_two_concurrent_crawls(tmp_path: Path, site: TargetSite) -> None:
-    crawlsite = CrawlSite(site, delay_s=0.02)
-    with ServerThread(make_config(tmp_path, crawl={"per_host_concurrency": 2})) as server:
-        ids = [
-            server.http.submit({"url": crawlsite.url("/"), "max_pages": 40, "max_depth": 3}, kind="crawl")["job_id"]
-            for _ in range(2)
-        ]
-        jobs = [server.http.wait(job_id) for job_id in ids]
-    assert [j["status"] for j in jobs] == ["partial", "partial"]
-    assert jobs[0]["started_at"] < jobs[1]["completed_at"] and jobs[1]["started_at"] < jobs[0]["completed_at"]
-    assert crawlsite.max_in_flight == 2
-
-
-def test_the_per_host_delay_spaces_request_starts(tmp_path: Path, crawlsite: CrawlSite) -> None:
-    with ServerThread(make_config(tmp_path, crawl={"per_host_delay_ms": 80, "per_host_concurrency": 4})) as server:
-        crawl(server.http, url=crawlsite.url("/"), max_pages=8, max_depth=1)
-    starts = [at for _, at in crawlsite.starts]
-    # The gate spaces the starts it grants; arrival times add the client's jitter, so the span is checked.
-    assert len(starts) == 8 and starts[-1] - starts[0] >= 7 * 0.08 - 0.05
-
-
-def test_a_robots_crawl_delay_longer_than_the_configured_one_wins(server: ServerThread, site: TargetSite) -> None:
-    starts: list[float] = []
-
-    async def page(request: web.Request) -> web.Response:
-        starts.append(time.monotonic())
-        links = "".join(f'<a href="/d/{n}">{n}</a>' for n in range(3))
-        return web.Response(text=f"<title>d</title>{links}", content_type="text/html")
-
-    for path in ("/d/", "/d/0", "/d/1", "/d/2"):
-        site.add(path, page)
-    site.add_html("/robots.txt", "User-agent: *\nCrawl-delay: 0.25\n")
-    job = crawl(server.http, url=site.url("/d/"), max_depth=1)
-    assert job["status"] == "completed" and len(starts) == 4 and starts[-1] - starts[0] >= 3 * 0.25 - 0.05
-
-
-def test_cancel_stops_a_crawl_within_two_seconds_and_keeps_its_pages(tmp_path: Path, crawlsite: CrawlSite) -> None:
-    config = make_config(tmp_path, crawl={"per_host_delay_ms": 40})
-    with ServerThread(config) as server:
-        job = server.http.submit({"url": crawlsite.url("/"), "max_pages": 300, "max_depth": 5}, kind="crawl")
-        wait_for_pages(Path(config.store.path), job["job_id"], 5)
-        started = time.monotonic()
-        cancelled = server.http.delete(f"/v1/jobs/{job['job_id']}")
-        took_s = time.monotonic() - started
-        hits_then = sum(crawlsite.hits.values())
-        time.sleep(0.3)
-        kept = stored_urls(Path(config.store.path), job["job_id"])
-        assert cancelled.status == 200 and cancelled.json["status"] == "cancelled" and took_s < 2
-        assert cancelled.json["result_available"] is True  # its pages are its result (was false)
-        assert sum(crawlsite.hits.values()) == hits_then  # nothing fetched after the answer
-        assert len(kept) >= 5 and len(set(kept)) == len(kept)
-        result = server.http.get(f"/v1/jobs/{job['job_id']}/result?limit=1000")
-        assert result.status == 200 and result.json["status"] == "cancelled"
-        assert [p["url"] for p in result.json["pages"]] == kept
-        assert not any(key.startswith("_") for page in result.json["pages"] for key in page)
-
-
-def test_a_crawl_resumes_after_a_restart_without_fetching_done_pages_again(
-    tmp_path: Path, crawlsite: CrawlSite
-) -> None:
-    config = make_config(tmp_path, crawl={"per_host_delay_ms": 25}, server={"shutdown_grace_s": 0.1})
-    db = Path(config.store.path)
-    first = ServerThread(config)
-    job = first.http.submit({"url": crawlsite.url("/"), "max_pages": 60, "max_depth": 3}, kind="crawl")
-    wait_for_pages(db, job["job_id"], 15)
-    first.stop()  # the grace runs out: the crawl is handed back to the queue
-    before = stored_urls(db, job["job_id"])
-    with ServerThread(config) as second:
-        done = second.http.wait(job["job_id"])
-        result = second.http.get(f"/v1/jobs/{job['job_id']}/result").json
-        pages = all_pages(second.http, job["job_id"])
-    assert result["stats"]["resumed_pages"] == len(before) >= 15
-    assert page_set(pages) == crawlsite.expected_crawl(60, 3) and len(pages) == 60
-    again = {url: crawlsite.hits[urlsplit(url).path] for url in before}
-    assert again == dict.fromkeys(before, 1) and done["status"] == "partial"
-
-
-def test_a_resumed_crawl_shows_its_progress_before_it_fetches_again(tmp_path: Path, crawlsite: CrawlSite) -> None:
-    config = make_config(tmp_path, crawl={"per_host_delay_ms": 25}, server={"shutdown_grace_s": 0.1})
-    db = Path(config.store.path)
-    first = ServerThread(config)
-    job_id = first.http.submit({"url": crawlsite.url("/"), "max_pages": 60, "max_depth": 3}, kind="crawl")["job_id"]
-    wait_for_pages(db, job_id, 15)
-    first.stop()
-    resumed_message = f"{len(stored_urls(db, job_id))}/60 pages"
-    crawlsite.delay_s = 3.0  # the resumed attempt's first new pages take long: its progress must not wait for them
-
-    def progress_shown(http: Http) -> bool:
-        job = http.get(f"/v1/jobs/{job_id}").json
-        return job["status"] == "active" and (job["progress"] or {}).get("message") == resumed_message
-
-    with ServerThread(config) as second:
-        shown = wait_until(lambda: progress_shown(second.http), 2.5, 0.02)
-        crawlsite.delay_s = 0.0
-        done = second.http.wait(job_id)
-    assert shown and done["status"] == "partial" and done["progress"]["progress"] == 1
-
-
-def test_a_resumed_crawl_does_not_fetch_a_stored_redirect_target_again(tmp_path: Path, site: TargetSite) -> None:
-    """/r/early was stored, through its redirect to /r/target, before the restart; /r/late, which
-    redirects there too, was cut by it. Resumed, /r/late's redirect comes first (the other pages of its
-    depth are slow then, and hold the workers), and must find /r/target taken."""
-    resumed = False
-    far = f"http://localhost:{site.port}"
-    hrefs = [f"{far}/r/dup/{n}" for n in range(3)] + ["/r/late", "/r/early"]
-    hub = site.add_html("/r/hub", "".join(f"<a href='{href}'>x</a>" for href in hrefs))
-    site.add_html("/r/target", "<title>target</title>")
-
-    async def dup(request: web.Request) -> web.Response:  # a page dropped: it redirects to the hub
-        await asyncio.sleep(1.0 if resumed else 0.0)
-        raise web.HTTPFound(hub)
-
-    async def late(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.0 if resumed else 30.0)
-        raise web.HTTPFound("/r/target")
-
-    async def early(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/r/target")
-
-    for n in range(3):
-        site.add(f"/r/dup/{n}", dup)
-    site.add("/r/late", late)
-    site.add("/r/early", early)
-    config = make_config(tmp_path, crawl={"per_host_concurrency": 2}, server={"shutdown_grace_s": 0.1})
-    first = ServerThread(config)
-    job_id = first.http.submit({"url": hub, "max_depth": 1, "same_domain": False}, kind="crawl")["job_id"]
-    wait_for_pages(Path(config.store.path), job_id, 2)
-    first.stop()
-    resumed = True
-    with ServerThread(config) as second:
-        done = second.http.wait(job_id)
-        pages = all_pages(second.http, job_id)
-    assert done["status"] == "completed" and done["attempts"] == 1  # the attempt cut by the stop is not counted
-    assert [(urlsplit(p["url"]).path, urlsplit(p["final_url"]).path) for p in pages] == [
-        ("/r/hub", "/r/hub"),
-        ("/r/early", "/r/target"),
-    ]
-    assert site.hits["/r/target"] == 1 and site.hits["/r/late"] == 2
 
 
 def test_extract_values_come_with_every_crawled_page(server: ServerThread, crawlsite: CrawlSite) -> None:
@@ -468,67 +289,3 @@ def test_a_rendered_crawl_follows_links_that_scripts_write(server: ServerThread,
     job = crawl(server.http, url=site.url("/js"), max_depth=1, render_js=True)
     pages = all_pages(server.http, job["job_id"])
     assert job["status"] == "completed" and sorted(p["title"] for p in pages) == ["start", "written"]
-
-
-# --- HostGate ------------------------------------------------------------------------------------
-
-
-class FrozenTime:
-    """A clock that never moves, and a sleep that only notes how long it was asked to wait."""
-
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-
-
-def through_gate(gate: HostGate, host: str, count: int) -> None:
-    async def one() -> None:
-        async with gate.slot(host):
-            await asyncio.sleep(0)
-
-    async def main() -> None:
-        await asyncio.gather(*(one() for _ in range(count)))
-
-    asyncio.run(main())
-
-
-def test_the_gate_holds_per_host_concurrency_and_hosts_do_not_wait_for_each_other() -> None:
-    gate = HostGate(2, 0)
-    peak: dict[str, int] = {}
-
-    async def one(host: str, hold: Callable[[], Awaitable[object]]) -> None:
-        async with gate.slot(host):
-            peak[host] = max(peak.get(host, 0), gate.in_flight(host))
-            await hold()
-
-    async def main() -> None:
-        release_a = asyncio.Event()
-        stuck = [asyncio.create_task(one("a", release_a.wait)) for _ in range(6)]
-        await asyncio.sleep(0)
-        # every request to "a" is held (two in its slots, four queued), and "b" still goes through
-        await asyncio.wait_for(asyncio.gather(*(one("b", lambda: asyncio.sleep(0.001)) for _ in range(6))), 10)
-        assert gate.in_flight("a") == 2 and not any(task.done() for task in stuck)
-        release_a.set()
-        await asyncio.wait_for(asyncio.gather(*stuck), 10)
-
-    asyncio.run(main())
-    assert peak == {"a": 2, "b": 2}
-    assert gate.in_flight("a") == 0 and gate._hosts == {}
-
-
-def test_the_gate_spaces_starts_by_the_delay_or_a_longer_crawl_delay() -> None:
-    time_ = FrozenTime()
-    gate = HostGate(4, 100, clock=time_, sleep=time_.sleep)
-    gate.set_crawl_delay("slow:80", 0.5)
-    gate.set_crawl_delay("huge:80", 86_400)
-    through_gate(gate, "fast:80", 4)
-    assert time_.sleeps == pytest.approx([0.1, 0.2, 0.3])
-    time_.sleeps.clear()
-    through_gate(gate, "slow:80", 3)
-    assert time_.sleeps == pytest.approx([0.5, 1.0])
-    assert gate.delay_s("huge:80") == MAX_CRAWL_DELAY_S and gate.delay_s("other:80") == 0.1
