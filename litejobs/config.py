@@ -258,6 +258,19 @@ def _check_across(name: str, section: Any) -> None:
         )
 
 
+def _check_keys(where: str, keys: tuple[str, ...]) -> None:
+    """Refuse a key no client could present: HTTP strips a header value's surrounding whitespace."""
+    for number, key in enumerate(keys, 1):
+        if not key.strip():
+            # it counts as keys set, so every request would be a 401
+            raise ConfigError(f"{where}: an empty or blank key can never be presented; remove it")
+        if key != key.strip():  # named by its place: a key is never logged
+            raise ConfigError(
+                f"{where}: key {number} has surrounding whitespace, which a header loses, "
+                "so it could never be presented; remove the whitespace"
+            )
+
+
 def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
     if cls is KindsConfig:
         return KindsConfig.from_table(values)
@@ -273,9 +286,8 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
         check_range(where, known[key], coerced)
         if where == "server.log_format" and coerced not in ("text", "json"):
             raise ConfigError(f"{where}: expected 'text' or 'json', got {coerced!r}")
-        if where == "auth.keys" and any(not k.strip() for k in coerced):
-            # no client can present an empty key, yet it counts as keys set: every request would be a 401
-            raise ConfigError(f"{where}: an empty or blank key can never be presented; remove it")
+        if where == "auth.keys":
+            _check_keys(where, coerced)
         if where == "fetch.blocked_networks":
             for cidr in coerced:
                 try:

@@ -82,6 +82,8 @@ def test_litejobs_config_names_the_file(tmp_path: Path) -> None:
         ("[queue]\nmax_attempts = 21\n", {}, "queue.max_attempts: 21 is out of range"),
         ("[crawl]\nmax_pages = 2000000\n", {}, "crawl.max_pages: 2000000 is out of range"),
         ("[server]\nhost = '0.0.0.0'\n", {}, "not loopback and no [auth] keys"),
+        ('[auth]\nkeys = ["k1", " abc "]\n', {}, "auth.keys: key 2 has surrounding whitespace"),
+        ('[auth]\nkeys = ["abc\\t"]\n', {}, "auth.keys: key 1 has surrounding whitespace"),
         ("[queue\n", {}, "not valid TOML"),
     ],
 )
@@ -156,6 +158,8 @@ def test_a_public_host_with_keys_or_allow_anonymous_is_accepted(tmp_path: Path) 
         # an empty key can never be presented (it made every request 401)
         ('[auth]\nkeys = [""]\n', {}, "auth.keys: an empty or blank key"),
         ('[auth]\nkeys = ["k1", "   "]\n', {}, "auth.keys: an empty or blank key"),
+        # a header loses a value's surrounding spaces, so this key could never be sent in one
+        ('[auth]\nkeys = [" abc "]\n', {}, "auth.keys: key 1 has surrounding whitespace"),
     ],
 )
 def test_serve_stops_at_start_on_a_bad_config(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
@@ -171,6 +175,17 @@ def test_serve_stops_at_start_on_a_bad_config(tmp_path: Path, toml: str, env: di
     )
     assert proc.returncode == 2
     assert f"configuration error: {message}" in proc.stderr
+
+
+def test_keys_from_the_environment_are_the_trimmed_list_items_a_header_can_carry(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "keys.db", env={"LITEJOBS_AUTH_KEYS": " abc , def "})
+    try:
+        by_header = server.http.get("/v1/jobs", headers={"X-API-Key": "abc"}).status
+        by_bearer = server.http.get("/v1/jobs", headers={"Authorization": "Bearer def"}).status
+        untrimmed = server.http.get("/v1/jobs?api_key=%20abc%20").status
+    finally:
+        server.terminate()
+    assert (by_header, by_bearer, untrimmed) == (200, 200, 401)
 
 
 def test_version_flag() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from tests.pg import _SERVER_OPTIONS, START_TIMEOUT_S, PostgresServer, _bindir, pg_rows
-from tests.support import Http, ServerProcess, TargetSite, wait_until
+from tests.support import Http, ServerProcess, ServerThread, TargetSite, make_config, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -183,6 +184,46 @@ def test_a_database_that_stops_answering_gets_503_in_bounded_time_then_works_aga
         assert server.http.wait(after)["status"] == "completed"
     finally:
         server.terminate()
+
+
+def ride_out_an_outage(own_pg: OwnPostgres, http: Http) -> None:
+    """Stop the database until requests answer 503 and asyncpg would have retried its connection
+    floor three times (1, 2 and 4 s apart), then start it and wait until requests work again."""
+    own_pg.stop_fast()
+    try:
+        assert wait_until(lambda: http.get("/v1/jobs").status == 503, 30)
+        time.sleep(8)
+        assert http.get("/v1/jobs").status == 503
+    finally:
+        own_pg.start_again()
+    assert wait_until(lambda: http.get("/v1/jobs").status == 200, 60)
+
+
+def test_an_outage_is_logged_once_as_it_begins_and_once_as_it_ends_with_no_traceback(
+    tmp_path: Path, own_pg: OwnPostgres, db_url: str
+) -> None:
+    """asyncpg's pool logged a warning with a full traceback at every retry of its connection floor,
+    for as long as the database was away: the one line that matters drowned in them."""
+    server = node(tmp_path, "quiet", db_url)
+    try:
+        ride_out_an_outage(own_pg, server.http)
+        assert wait_until(lambda: any("answers again" in line for line in server.output), 10)
+    finally:
+        server.terminate()
+    lines = [line for line in server.output if " litejobs.http " not in line]  # not the request lines
+    assert [line for line in lines if "Traceback" in line or "asyncpg" in line] == []
+    assert sum("the database cannot be reached" in line for line in lines) == 1
+    assert sum("the database answers again" in line for line in lines) == 1
+
+
+def test_an_outage_leaves_one_traceback_at_debug_level(
+    tmp_path: Path, own_pg: OwnPostgres, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with ServerThread(make_config(tmp_path, store={"url": db_url})) as server:
+        ride_out_an_outage(own_pg, server.http)
+    with_traceback = [(r.name, r.levelname) for r in caplog.records if r.exc_info]
+    assert with_traceback == [("litejobs.store", "DEBUG")]
 
 
 # --- two nodes with one host name ---------------------------------------------------------------

@@ -18,6 +18,7 @@ from litejobs.api.openapi_schemas import (
     error_responses,
     json_body,
     object_schema,
+    query_number,
     schema_ref,
 )
 
@@ -26,12 +27,19 @@ _EVENTS = {
     "description": "Server-Sent Events: `status` and `progress` events whose data is a Job",
     "content": {"text/event-stream": {"schema": STR}},
 }
-_LAST_EVENT_ID = {
-    "name": "Last-Event-ID",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "pattern": "^[0-9]*$"},
-}
+#: any value: one that is not up to 18 ASCII digits is ignored, and the stream starts over
+_RESUME = {"type": "string", "description": "the id of the last event seen (up to 18 digits); other values: ignored"}
+_LAST_EVENT_ID = [
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _RESUME},
+    # for clients that cannot set a header (a polyfilled EventSource); the header wins
+    {"name": "last_event_id", "in": "query", "required": False, "schema": _RESUME},
+]
+_EMPTY_IS_ANY = "empty: any"
+_OFFSET = query_number(0, 10**9, "the first page to give, from 0; a fraction is dropped; empty: 0")
+#: so a range is checked only there: a one-page job's result takes any value and ignores it
+_PAGES_ONLY = "read for a job with pages (a crawl) only; other jobs' results ignore it"
+#: a page's size on GET /v1/jobs (default 50) and on a crawl's result (default 100)
+_LIMIT = query_number(1, 1000, "at most 1000; a fraction is dropped; empty: the default")
 
 
 def _paths() -> dict[str, Any]:
@@ -41,7 +49,8 @@ def _paths() -> dict[str, Any]:
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        # printable Latin-1, as the server reads a header: it refuses control characters
+        "schema": {"type": "string", "pattern": "^[ -~\u00a1-\u00ac\u00ae-\u00ff]{1,255}$"},
     }
     job = json_body(schema_ref("Job"), "the job")
     accepted = {"202": job, "200": json_body(schema_ref("Job"), "an idempotent replay: the job the same key made")}
@@ -57,14 +66,19 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "List the caller's jobs, newest first",
                 "parameters": [
-                    {"name": "status", "in": "query", "schema": {"enum": STATUSES}},
-                    {"name": "kind", "in": "query", "schema": STR},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"enum": [*STATUSES, ""]},
+                        "description": _EMPTY_IS_ANY,
+                    },
+                    {"name": "kind", "in": "query", "schema": STR, "description": _EMPTY_IS_ANY},
+                    {"name": "limit", "in": "query", "schema": _LIMIT},
                     {
                         "name": "cursor",
                         "in": "query",
-                        "schema": {"type": "string", "pattern": "^c[0-9]{1,18}$"},
-                        "description": "next_cursor of the page before",
+                        "schema": {"type": "string", "pattern": "^(c[0-9]{1,18})?$"},
+                        "description": "next_cursor of the page before; empty: the first page",
                     },
                 ],
                 "responses": {"200": json_body(schema_ref("JobList"), "a page of jobs"), **error_responses(422)},
@@ -92,7 +106,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "A job; ?wait=N holds until it is terminal",
                 "parameters": [
-                    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 60}}
+                    {"name": "wait", "in": "query", "schema": query_number(0, 60, "seconds; empty or 0: no wait")}
                 ],
                 "responses": {"200": job, **error_responses(403, 404, 422)},
             },
@@ -103,8 +117,8 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The result of a completed or partial job",
                 "parameters": [
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "offset", "in": "query", "schema": _OFFSET, "description": _PAGES_ONLY},
+                    {"name": "limit", "in": "query", "schema": _LIMIT, "description": _PAGES_ONLY},
                 ],
                 "responses": {
                     "200": json_body(schema_ref("Result"), "the result"),
@@ -123,7 +137,7 @@ def _paths() -> dict[str, Any]:
             "parameters": [_JOB_ID],
             "get": {
                 "summary": "The job's changes as Server-Sent Events; the stream ends after a terminal status",
-                "parameters": [_LAST_EVENT_ID],
+                "parameters": _LAST_EVENT_ID,
                 "responses": {
                     "200": _EVENTS,
                     "204": {"description": "the job ended at or before Last-Event-ID: nothing more to send"},
@@ -145,7 +159,7 @@ def _paths() -> dict[str, Any]:
         "/v1/events": {
             "get": {
                 "summary": "Every change of the caller's jobs as Server-Sent Events (a stream that does not end)",
-                "parameters": [_LAST_EVENT_ID],
+                "parameters": _LAST_EVENT_ID,
                 "responses": {"200": _EVENTS, **error_responses()},
             }
         },

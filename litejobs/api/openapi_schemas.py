@@ -28,6 +28,12 @@ AUTHED = (401, 429)
 STORE_AWAY = 503
 
 
+def query_number(low: float, high: float, description: str) -> dict[str, Any]:
+    """A query number as the server reads it (api/http.py `query_number`): any number in the range,
+    where a whole one is wanted its fraction dropped, and an empty value meaning the default."""
+    return {"anyOf": [{"type": "number", "minimum": low, "maximum": high}, {"const": ""}], "description": description}
+
+
 def schema_ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 

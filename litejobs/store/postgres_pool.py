@@ -61,10 +61,15 @@ async def _keep_session(conn: Any) -> None:
 
 
 async def open_pool(url: str, size: int, command_timeout_s: float | None = COMMAND_TIMEOUT_S) -> BoundedPool:
-    """Up to `size` connections, each statement bounded by `command_timeout_s` (None: unbounded)."""
+    """Up to `size` connections, each statement bounded by `command_timeout_s` (None: unbounded).
+
+    No connection floor (min_size 0): asyncpg (0.32) restores a floor in a task of its own that, while
+    the database is away, logged a warning with a full traceback at every retry. Statements open
+    connections as they need them (a connection idle for 5 minutes is closed, so a node idle that long
+    opens one again: a few milliseconds), and BoundedPool logs the outage once and its end."""
     pool = await asyncpg.create_pool(
         url,
-        min_size=1,
+        min_size=0,
         max_size=size,
         reset=_keep_session,
         timeout=CONNECT_TIMEOUT_S,
@@ -129,6 +134,8 @@ class BoundedPool:
             self._down = True
             reason = str(exc) or type(exc).__name__
             log.warning("the database cannot be reached (%s); requests that need it answer 503", reason)
+            # the one traceback of the outage, for whoever debugs the connection itself
+            log.debug("the error that found the database unreachable", exc_info=exc)
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self.acquire() as conn:

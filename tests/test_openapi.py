@@ -1,0 +1,101 @@
+"""/openapi.json's parameters against the live server: a value is in a parameter's schema exactly when
+the server takes it (an empty `cursor=` or `limit=` is taken as the default, `Last-Event-ID: abc` is
+ignored), so neither a client checking its requests nor a fuzzer finds the two apart."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import jsonschema_rs
+
+from tests.support import ServerThread, TargetSite
+
+#: (path in the document, query parameter, value, the server's answer)
+QUERY_CASES = [
+    ("/v1/jobs", "cursor", "", 200),
+    ("/v1/jobs", "cursor", "c5", 200),
+    ("/v1/jobs", "cursor", "c", 422),
+    ("/v1/jobs", "cursor", "x5", 422),
+    ("/v1/jobs", "status", "", 200),
+    ("/v1/jobs", "status", "completed", 200),
+    ("/v1/jobs", "status", "done", 422),
+    ("/v1/jobs", "kind", "", 200),
+    ("/v1/jobs", "limit", "", 200),
+    ("/v1/jobs", "limit", "2.5", 200),
+    ("/v1/jobs", "limit", "1000", 200),
+    ("/v1/jobs", "limit", "0", 422),
+    ("/v1/jobs", "limit", "1001", 422),
+    ("/v1/jobs", "limit", "many", 422),
+    ("/v1/jobs/{job_id}", "wait", "", 200),
+    ("/v1/jobs/{job_id}", "wait", "0.5", 200),
+    ("/v1/jobs/{job_id}", "wait", "-1", 422),
+    ("/v1/jobs/{job_id}", "wait", "61", 422),
+    ("/v1/jobs/{job_id}", "wait", "soon", 422),
+    ("/v1/jobs/{job_id}/result", "offset", "", 200),
+    ("/v1/jobs/{job_id}/result", "offset", "1.5", 200),
+    ("/v1/jobs/{job_id}/result", "offset", "-1", 422),
+    ("/v1/jobs/{job_id}/result", "offset", "2000000000", 422),
+    ("/v1/jobs/{job_id}/result", "limit", "", 200),
+    ("/v1/jobs/{job_id}/result", "limit", "0", 422),
+    ("/v1/jobs/{job_id}/events", "last_event_id", "abc", 200),
+    ("/v1/jobs/{job_id}/events", "last_event_id", "999999999999999999", 204),
+]
+#: (path, method, header, value, the server's answer)
+HEADER_CASES = [
+    ("/v1/jobs/{job_id}/events", "get", "Last-Event-ID", "abc", 200),
+    ("/v1/jobs/{job_id}/events", "get", "Last-Event-ID", "999999999999999999", 204),
+    ("/v1/jobs", "post", "Idempotency-Key", "order 1", 202),
+    ("/v1/jobs", "post", "Idempotency-Key", "order\t1", 422),
+]
+JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def parameter(spec: dict[str, Any], path: str, method: str, name: str) -> dict[str, Any]:
+    operation = spec["paths"][path][method]
+    for found in [*spec["paths"][path].get("parameters", []), *operation.get("parameters", [])]:
+        if found["name"] == name:
+            return found  # type: ignore[no-any-return]
+    raise AssertionError(f"{method.upper()} {path} documents no parameter {name!r}")
+
+
+def in_schema(spec: dict[str, Any], path: str, method: str, name: str, raw: str) -> bool:
+    """As an OpenAPI tool checks a value sent as text: as the text, or as the number it spells."""
+    schema = jsonschema_rs.validator_for(parameter(spec, path, method, name)["schema"])
+    return bool(schema.is_valid(raw) or (JSON_NUMBER.fullmatch(raw) and schema.is_valid(float(raw))))
+
+
+def finished_crawl(server: ServerThread, site: TargetSite) -> str:
+    """A job whose result has pages: the only kind of result that reads offset and limit."""
+    site.add_html("/", '<a href="/a">a</a>')
+    site.add_html("/a", "<p>a</p>")
+    job = server.http.submit({"url": site.url("/"), "max_pages": 2}, kind="crawl")
+    assert server.http.wait(job["job_id"])["status"] == "completed"
+    return str(job["job_id"])
+
+
+def test_a_query_value_is_in_the_schema_exactly_when_the_server_takes_it(
+    server: ServerThread, site: TargetSite
+) -> None:
+    spec = server.http.get("/openapi.json").json
+    job_id = finished_crawl(server, site)
+    seen = []
+    for path, name, value, _ in QUERY_CASES:
+        answer = server.http.get(f"{path.format(job_id=job_id)}?{urlencode({name: value})}").status
+        seen.append((path, name, value, answer, in_schema(spec, path, "get", name, value)))
+    assert seen == [(path, name, value, answer, answer < 400) for path, name, value, answer in QUERY_CASES]
+
+
+def test_a_header_value_is_in_the_schema_exactly_when_the_server_takes_it(
+    server: ServerThread, site: TargetSite
+) -> None:
+    spec = server.http.get("/openapi.json").json
+    job_id = finished_crawl(server, site)
+    submit = {"input": {"url": site.url("/later")}, "delay_s": 3600}
+    seen = []
+    for path, method, name, value, _ in HEADER_CASES:
+        body = submit if method == "post" else None
+        answer = server.http.request(method.upper(), path.format(job_id=job_id), body, headers={name: value}).status
+        seen.append((path, name, value, answer, in_schema(spec, path, method, name, value)))
+    assert seen == [(path, name, value, answer, answer < 400) for path, _, name, value, answer in HEADER_CASES]
