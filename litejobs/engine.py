@@ -159,9 +159,10 @@ class Engine:
     async def submit(self, specs: list[JobSpec]) -> list[Submitted]:
         self.check_accepting()
         submitted = await self.store.submit(specs, self.clock(), self.config.queue.max_depth)
-        if any(not s.replayed for s in submitted):
+        fresh = [s.job.run_at for s in submitted if not s.replayed]
+        if fresh:
             assert self.workers is not None
-            self.workers.notify()
+            self.workers.notify(min(fresh))
         for item in submitted:
             if not item.replayed:
                 self.feed.publish(item.job)

@@ -91,6 +91,9 @@ class WorkerPool:
         #: outcome writes under way (retried while the database is away); stop() ends them
         self._writes: set[asyncio.Task[Job | None]] = set()
         self._wake = asyncio.Event()
+        #: when the dispatcher's sleep ends (clock ms) while it sleeps; None while it is awake or waits
+        #: only for a slot to free: a job due later than this needs no wake (it reads run_at again then)
+        self._sleep_ends_ms: int | None = None
         #: set to renew (and so check) every lease now rather than at the next heartbeat
         self._check_leases = asyncio.Event()
         self._stopping = False
@@ -114,8 +117,11 @@ class WorkerPool:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop(self.resources.config.server.shutdown_grace_s)
 
-    def notify(self) -> None:
-        """A job became due: claim without waiting for the next poll."""
+    def notify(self, due_at_ms: int | None = None) -> None:
+        """A job is due at `due_at_ms` (None: now): claim without waiting for the next poll, unless
+        the dispatcher wakes before then anyway (a submit of delayed jobs costs it no claim)."""
+        if due_at_ms is not None and self._sleep_ends_ms is not None and due_at_ms >= self._sleep_ends_ms:
+            return
         self._wake.set()
 
     def changed_elsewhere(self, job_id: str, owner: str) -> None:
@@ -165,7 +171,8 @@ class WorkerPool:
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._running) + min(len(self._parked), self.concurrency)
-            if free > 0 and self._isolated is None:
+            can_claim = free > 0 and self._isolated is None
+            if can_claim:
                 try:
                     jobs = await self.store.claim(
                         free, self.worker_id, self.clock(), self.lease_ms, idle=not self._running
@@ -179,16 +186,24 @@ class WorkerPool:
                     self._start(job)
                 if len(jobs) == free:
                     continue
-            await self._sleep_until_due()
+            await self._sleep_until_due(can_claim)
 
-    async def _sleep_until_due(self) -> None:
+    async def _sleep_until_due(self, can_claim: bool) -> None:
+        """Until woken, the next delayed job's run_at, or IDLE_POLL_S. With no slot to claim into,
+        only a freed slot (which wakes it) matters: the store is not read for run_at then, which
+        spared a busy pool a read per finished job."""
         timeout = IDLE_POLL_S
-        with contextlib.suppress(Exception):
-            next_run = await self.store.next_run_at()
-            if next_run is not None:
-                timeout = min(timeout, max(0.0, (next_run - self.clock()) / 1000))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        if can_claim:
+            with contextlib.suppress(Exception):
+                next_run = await self.store.next_run_at()
+                if next_run is not None:
+                    timeout = min(timeout, max(0.0, (next_run - self.clock()) / 1000))
+            self._sleep_ends_ms = self.clock() + int(timeout * 1000)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            self._sleep_ends_ms = None
 
     def _start(self, job: Job) -> None:
         if job.recoveries:
