@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import http.client
+import inspect
 import json
 import socket
 import threading
@@ -17,7 +18,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from litejobs.api.events import INBOX_MAX
+from litejobs.api.events import INBOX_MAX, LOOKBACK_MS
+from litejobs.config import Config
+from litejobs.jobs import Job
+from litejobs.store import open_store
 from tests.support import FakeClock, ServerThread, TargetSite, make_config, wait_until
 
 Events = list[dict[str, Any]]
@@ -242,3 +246,92 @@ def statuses_of(events: Events, job_id: str) -> list[str]:
         if event["data"]["job_id"] == job_id and statuses[-1:] != [status]:
             statuses.append(status)
     return statuses
+
+
+def change_late(config: Config, job_id: str, ago_ms: int) -> None:
+    """Cancel a job from another writer on the same store (another process on the SQLite file,
+    another node), its change stamped `ago_ms` before it commits: as a write whose commit waited,
+    committed after the streams' reads went past its stamp. Only a store read can find it."""
+
+    async def cancel() -> None:
+        async with open_store(config.store) as store:
+            await store.cancel(job_id, now_ms() - ago_ms, now_ms() + 3_600_000)
+
+    asyncio.run(cancel())
+
+
+def has_status(stream: LiveStream, job_id: str, status: str) -> bool:
+    return status in statuses_of(stream.events, job_id)
+
+
+def test_changes_committed_late_inside_the_look_back_are_sent_once_and_reads_resend_nothing(
+    tmp_path: Path, store_url: str, site: TargetSite
+) -> None:
+    config = make_config(tmp_path, store={"url": store_url, "recheck_s": 0.05})  # many reads over the window
+    with ServerThread(config) as server:
+        url = site.add_html("/p", "<p>x</p>")
+        stream = open_live(server, url)
+        jobs = delayed_batch(server, url, 4)
+        try:
+            assert wait_until(lambda: set(jobs) <= set(stream.job_ids()), 10)
+            # each found by a read that went over the window again, with the others' sent versions in it
+            for job_id, ago_ms in zip(jobs, (LOOKBACK_MS - 2_000, 1_500, 1_000, 500), strict=True):
+                change_late(config, job_id, ago_ms)
+                assert wait_until(lambda job_id=job_id: has_status(stream, job_id, "cancelled"), 10)
+        finally:
+            stream.close()
+    assert [statuses_of(stream.events, job_id) for job_id in jobs] == [["delayed", "cancelled"]] * 4
+    assert len(stream.events) == 1 + 2 * len(jobs)  # the marker, then each version once
+
+
+class JobsRead:
+    """The server's real store, counting the whole jobs its reads return: each is a row read and
+    parsed, the cost of a stream's reads that go over the same changes again and again."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.count = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(method):
+            return method
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            result = await method(*args, **kwargs)
+            self.count += jobs_in(result)
+            return result
+
+        return counted
+
+
+def jobs_in(result: Any) -> int:
+    """The whole jobs in what a store read returned: a list of jobs or of (seq, job), or a dict of them."""
+    items = result.values() if isinstance(result, dict) else result if isinstance(result, list) else []
+    return sum(
+        isinstance(item, Job) or (isinstance(item, tuple) and any(isinstance(x, Job) for x in item)) for item in items
+    )
+
+
+def test_reads_over_the_look_back_read_whole_only_the_jobs_not_sent(
+    tmp_path: Path, store_url: str, site: TargetSite
+) -> None:
+    config = make_config(tmp_path, store={"url": store_url, "recheck_s": 0.05})
+    with ServerThread(config) as server:
+        assert server.app is not None
+        url = site.add_html("/p", "<p>x</p>")
+        stream = open_live(server, url)
+        jobs = delayed_batch(server, url, 50)
+        try:
+            assert wait_until(lambda: set(jobs) <= set(stream.job_ids()), 10)
+            real, server.app.store = server.app.store, JobsRead(server.app.store)
+            late = jobs[:3]
+            for job_id in late:  # each found by a read over the window: every job of the batch is in it
+                change_late(config, job_id, 1_000)
+                assert wait_until(lambda job_id=job_id: has_status(stream, job_id, "cancelled"), 10)
+            spy, server.app.store = server.app.store, real
+        finally:
+            stream.close()
+    # the changed jobs only, whatever the number of reads: not the whole window each time
+    assert spy.count == len(late)
+    assert len(stream.events) == 1 + len(jobs) + len(late)

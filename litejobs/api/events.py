@@ -9,6 +9,8 @@ for the rest (keyset pages on (updated_at, seq)): at the start, when another nod
 change, when it holds more changes than `INBOX_MAX` for a slow client, and every `[store] recheck_s`
 for changes nothing announced. Each read starts `LOOKBACK_MS` before the time the last one began, to
 find the changes that committed late; the stream remembers what it sent, so each snapshot goes once.
+So that going over a window again costs little, a read gets each change's key and version only
+(`Store.changes_after`), and the rows of the versions not sent yet (`Store.jobs_by_seq`).
 A stream resumed from an id sends every job changed from `LOOKBACK_MS` before it on (a new stream:
 from `LOOKBACK_MS` before now, as another node's clock may be behind), so jobs the client had may
 come again, as they may when one id stands for many jobs (a batch): sending a snapshot twice is
@@ -29,7 +31,7 @@ from litejobs import jsontext
 from litejobs.api.http import app_of, job_body
 from litejobs.api.v1 import owner
 from litejobs.jobs import Job
-from litejobs.store import Store
+from litejobs.store import Change, Store
 
 #: a comment line this often keeps proxies from closing an idle stream
 KEEPALIVE_S = 15.0
@@ -222,19 +224,18 @@ class _StoreCursor:
         self._after = self._next
         self._next = (max(self._first_ms, now_ms - LOOKBACK_MS), 0)
 
-    async def read(self, store: Store, owner: str) -> tuple[list[tuple[int, Job]], bool]:
-        """The next page of (seq, job), and whether another may follow."""
-        rows = await store.changed_after(owner, *self._after, PAGE)
-        if rows:
-            seq, job = rows[-1]
-            self._after = (job.updated_at, seq)
-        return rows, len(rows) == PAGE
+    async def read(self, store: Store, owner: str) -> tuple[list[Change], bool]:
+        """The next page of changes, and whether another may follow."""
+        changes = await store.changes_after(owner, *self._after, PAGE)
+        if changes:
+            self._after = (changes[-1].updated_at, changes[-1].seq)
+        return changes, len(changes) == PAGE
 
-    def hold_back(self, seq: int, job: Job) -> None:
+    def hold_back(self, seq: int, updated_at: int) -> None:
         """Left to the inbox, which holds a change of this job: the next read starts at it at the
         latest, should the row differ from what the inbox brings (also changed elsewhere) or the
         inbox drop it (overflow)."""
-        self._next = min(self._next, (job.updated_at, seq - 1))
+        self._next = min(self._next, (updated_at, seq - 1))
 
 
 class _Sent:
@@ -254,6 +255,15 @@ class _Sent:
         if len(self._versions) > REMEMBERED_MAX:
             del self._versions[next(iter(self._versions))]
         return "status" if last is None or last[1] != job.status else "progress"
+
+    def has(self, change: Change) -> bool:
+        """Whether the version a store read found is the last sent: what `record` of it from a read
+        says, without its row."""
+        last = self._versions.get(change.job_id)
+        if last is None or (change.updated_at, change.status) != last[:2]:
+            return False
+        self._versions[change.job_id] = self._versions.pop(change.job_id)  # as `record` keeps it: sent last
+        return True
 
     def forget_before(self, floor_ms: int) -> None:
         """Past REMEMBERED jobs, forget the least recently sent while no read can return them again:
@@ -277,6 +287,33 @@ def _has_it(last: tuple[int, str, bool], job: Job, read: bool) -> bool:
     if (job.updated_at, job.status) == last[:2]:
         return True
     return not read and last[2] and job.updated_at < last[0]
+
+
+async def _unsent(
+    store: Store, changes: list[Change], inbox: _Inbox, cursor: _StoreCursor, sent: _Sent
+) -> list[tuple[Job, str]]:
+    """The jobs of a page of changes to send, each with its event, now recorded as sent. Only the
+    versions not sent yet are read whole; those jobs are read as they are now (changed again since,
+    maybe: a later read finds that change as sent). A job the inbox holds is left to it."""
+    unsent: list[Change] = []
+    for change in changes:
+        if inbox.holds(change.job_id):
+            cursor.hold_back(change.seq, change.updated_at)
+        elif not sent.has(change):
+            unsent.append(change)
+    if not unsent:
+        return []
+    jobs = await store.jobs_by_seq([change.seq for change in unsent])
+    out: list[tuple[Job, str]] = []
+    for change in unsent:
+        job = jobs.get(change.seq)
+        if job is None:
+            continue  # deleted meanwhile (expired): no event
+        if inbox.holds(job.id):  # published while its row was read
+            cursor.hold_back(change.seq, min(change.updated_at, job.updated_at))
+        elif event := sent.record(job, read=True):
+            out.append((job, event))
+    return out
 
 
 async def all_events(request: Request) -> Response:
@@ -305,13 +342,10 @@ async def all_events(request: Request) -> Response:
                     cursor.begin(app.clock())
                     more = True
                     while more:
-                        rows, more = await cursor.read(app.store, who)
-                        for seq, job in rows:
-                            if inbox.holds(job.id):
-                                cursor.hold_back(seq, job)
-                            elif event := sent.record(job, read=True):
-                                yield sse(job, event)
-                                pace.sent()
+                        changes, more = await cursor.read(app.store, who)
+                        for job, event in await _unsent(app.store, changes, inbox, cursor, sent):
+                            yield sse(job, event)
+                            pace.sent()
                     sent.forget_before(cursor.floor_ms)
                 elif not await inbox.wait(pace.timeout_s(asked)) and pace.keepalive_due():
                     pace.sent()

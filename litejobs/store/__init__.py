@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 # raised by a store whose database cannot be reached or opened; kept among the API errors (503)
 from litejobs.errors import StoreUnavailable as StoreUnavailable
@@ -22,6 +22,17 @@ class Submitted:
     job: Job
     #: True when an Idempotency-Key matched an earlier job with the same request
     replayed: bool
+
+
+class Change(NamedTuple):
+    """One of an owner's jobs as a store read of changes finds it: its place in the keyset
+    (updated_at, seq) and which version it is, without the row (event streams read a window of
+    changes again and again, and need the full row only of a version they have not sent)."""
+
+    seq: int
+    job_id: str
+    updated_at: int
+    status: str
 
 
 @dataclass
@@ -148,9 +159,12 @@ class Store(Protocol):
     async def page_urls(self, job_id: str) -> list[str]:
         """URLs of the pages stored so far: what a resumed crawl must not fetch again."""
 
-    async def changed_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[tuple[int, Job]]:
-        """Up to `limit` (seq, job) of the owner's jobs whose (updated_at, seq) comes after (after_ms,
-        after_seq), oldest change first: a keyset, so any number of jobs changed in one ms page through."""
+    async def changes_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[Change]:
+        """Up to `limit` of the owner's jobs whose (updated_at, seq) comes after (after_ms, after_seq),
+        oldest change first: a keyset, so any number of jobs changed in one ms page through."""
+
+    async def jobs_by_seq(self, seqs: list[int]) -> dict[int, Job]:
+        """The jobs with these seqs as they are now, by seq (one deleted meanwhile is missing)."""
 
     async def active_owners(self) -> list[str]: ...
 

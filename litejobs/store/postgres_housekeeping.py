@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Job, recovery_error
-from litejobs.store import Recovered
+from litejobs.store import Change, Recovered
 from litejobs.store.postgres_records import dumps, end_attempt, notify_work
 from litejobs.store.postgres_schema import SWEEP_LOCK
 from litejobs.store.rows import JOB_COLUMNS, job_of_row
@@ -70,18 +70,22 @@ class Housekeeping:
         if changed is not None:
             out.jobs.append(job_of_row(changed))
 
-    async def changed_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[tuple[int, Job]]:
+    async def changes_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[Change]:
         """A keyset page of the owner's changes (event streams); `updated_at >= $2` lets the
         (owner, updated_at) index find the start."""
         rows = await self._pool.fetch(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = $1 AND updated_at >= $2 AND (updated_at > $2 OR seq > $3) "
-            "ORDER BY updated_at, seq LIMIT $4",
+            "SELECT seq, id, updated_at, status FROM jobs WHERE owner = $1 AND updated_at >= $2 "
+            "AND (updated_at > $2 OR seq > $3) ORDER BY updated_at, seq LIMIT $4",
             owner,
             after_ms,
             after_seq,
             limit,
         )
-        return [(r[0], job_of_row(r)) for r in rows]
+        return [Change(*r) for r in rows]
+
+    async def jobs_by_seq(self, seqs: list[int]) -> dict[int, Job]:
+        rows = await self._pool.fetch(f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ANY($1::bigint[])", seqs)
+        return {r[0]: job_of_row(r) for r in rows}
 
     async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
         """One node sweeps at a time: the others find the advisory lock taken and sweep nothing."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Job, recovery_error
-from litejobs.store import Recovered
+from litejobs.store import Change, Recovered
 from litejobs.store.rows import stats_of
 from litejobs.store.sqlite_rows import JOB_COLUMNS, dumps, end_attempt, job_of_row
 
@@ -55,15 +55,22 @@ class Housekeeping:
         rows = await self._read("SELECT min(run_at) FROM jobs WHERE status = 'delayed'")
         return rows[0][0] if rows else None
 
-    async def changed_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[tuple[int, Job]]:
+    async def changes_after(self, owner: str, after_ms: int, after_seq: int, limit: int) -> list[Change]:
         """A keyset page of the owner's changes (event streams): `updated_at >= ?` first, so the
         (owner, updated_at) index, which holds seq as the rowid, finds the start."""
         rows = await self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND updated_at >= ? AND (updated_at > ? OR seq > ?) "
-            "ORDER BY updated_at, seq LIMIT ?",
+            "SELECT seq, id, updated_at, status FROM jobs WHERE owner = ? AND updated_at >= ? "
+            "AND (updated_at > ? OR seq > ?) ORDER BY updated_at, seq LIMIT ?",
             (owner, after_ms, after_ms, after_seq, limit),
         )
-        return [(r[0], job_of_row(r)) for r in rows]
+        return [Change(*r) for r in rows]
+
+    async def jobs_by_seq(self, seqs: list[int]) -> dict[int, Job]:
+        # one statement whatever the count (a JSON array), so sqlite3's statement cache keeps it
+        rows = await self._read(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN (SELECT value FROM json_each(?))", (dumps(seqs),)
+        )
+        return {r[0]: job_of_row(r) for r in rows}
 
     async def active_owners(self) -> list[str]:
         rows = await self._read("SELECT DISTINCT lease_owner FROM jobs WHERE status = 'active'")
