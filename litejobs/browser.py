@@ -10,10 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urldefrag, urlsplit
 
 from pyppeteer.browser import Browser
 from pyppeteer.errors import PyppeteerError
+from pyppeteer.network_manager import Response
 from pyppeteer.page import Page
 
 from litejobs import pyppeteer_fixes as fixes
@@ -24,7 +25,7 @@ from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spa
 from litejobs.config import BrowserConfig, FetchConfig
 from litejobs.egress_proxy import EgressProxy, HostRules, Resolver, system_resolve
 from litejobs.errors import BlockedAddress, BrowserError, BrowserUnavailable
-from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult
+from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult, resource_text, shown_in_a_viewer
 
 __all__ = [
     "BLOCKABLE",
@@ -242,7 +243,25 @@ class BrowserPool:
         if request.wait_ms:
             await asyncio.sleep(request.wait_ms / 1000)
         outcomes, shots = await run_actions(page, request.actions, guard, self._max_body_bytes)
-        return await capture(page, request, response, outcomes, shots, self._max_body_bytes)
+        result = await capture(page, request, response, outcomes, shots, self._max_body_bytes)
+        body = await self._own_body(page, response)
+        if body is not None:  # a JSON, text or PDF page: its body is the page, not Chromium's viewer of it
+            result.html = body
+        return result
+
+    async def _own_body(self, page: Page, response: Response | None) -> str | None:
+        """The body of a document Chromium shows in a viewer (shown_in_a_viewer), as Chromium keeps it;
+        None for a page, or once the page has left that document."""
+        content_type = response.headers.get("content-type", "") if response is not None else ""
+        # after an action led elsewhere, that document's DOM is what there is
+        if response is None or not shown_in_a_viewer(content_type) or urldefrag(page.url)[0] != response.url:
+            return None
+        try:
+            where = {"frameId": page.mainFrame._id, "url": response.url}
+            resource = await page._client.send("Page.getResourceContent", where)
+        except PyppeteerError:
+            return None  # the document went meanwhile
+        return resource_text(resource, content_type, page.url, self._max_body_bytes)
 
     async def _prepare(self, page: Page, request: RenderRequest, headers: dict[str, str]) -> None:
         """Apply the job's settings; `headers` go with every request (the credentials are added per request)."""

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from html_to_markdown import ConversionOptions, convert
+from html_to_markdown import ConversionOptions, WarningKind, convert
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from litejobs.errors import ValidationFailed
 from litejobs.fields import Fields
+from litejobs.urls import http_netloc
 
 FieldType = Literal["text", "html", "number", "attr"]
 FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
@@ -24,6 +25,9 @@ _BLOCK_SELECTOR = (
     "figcaption, figure, footer, form, h1, h2, h3, h4, h5, h6, header, hgroup, hr, legend, li, main, menu, "
     "nav, ol, option, p, pre, section, summary, table, tr, ul, br"
 )
+#: html_to_markdown converts nothing nested deeper than 1024 elements: the elements this deep (the root
+#: is 1) become paragraphs of their text, a few levels under its limit
+_MARKDOWN_DEPTH = 1000
 # A private-use character marks block boundaries in the text; real pages practically never contain it.
 _BREAK = "\ue000"
 _URL_ATTRS = frozenset({"href", "src"})
@@ -140,7 +144,13 @@ class Document:
             base_url=self.link_base or None,
             inline_data_media="alt_text_only",  # base64 payloads are noise to a reader or an LLM
         )
-        return convert(clean.html or "", options).content or ""
+        result = convert(clean.html or "", options)
+        if any(warning.kind == WarningKind.DEPTH_LIMIT_EXCEEDED for warning in result.warnings):
+            # The converter skips, saying nothing, what lies deeper than its depth limit: that part is
+            # kept as its text instead. Only such a page pays for a second conversion.
+            _flatten_deep(clean)
+            result = convert(clean.html or "", options)
+        return result.content or ""
 
     def text(self) -> str:
         """The visible text of <body>, one line per block, whitespace collapsed."""
@@ -151,7 +161,8 @@ class Document:
         """Absolute http(s) URLs of every <a href>, fragment dropped, deduplicated, in page order."""
         # Pages repeat the same href many times (nav, pagers); resolving each distinct one once halves the cost.
         hrefs = dict.fromkeys(node.attributes.get("href") for node in self._tree.css("a[href]"))
-        urls = (_http_url(self._absolute(href)) for href in hrefs)
+        netlocs: dict[tuple[str, str], str | None] = {}  # a page links to few hosts: each is written once
+        urls = (_http_url(self._absolute(href), netlocs) for href in hrefs)
         return [url for url in dict.fromkeys(urls) if url is not None]
 
     def title(self) -> str | None:
@@ -261,21 +272,41 @@ def _join(base: str, href: str | None) -> str | None:
         return None
 
 
-def _http_url(url: str | None) -> str | None:
-    """`url` without its fragment and with unsafe characters percent-encoded; None unless http(s) with a host."""
+def _http_url(url: str | None, netlocs: dict[tuple[str, str], str | None]) -> str | None:
+    """`url` as a browser writes it (host as http_netloc writes it, an empty path "/"), without its fragment
+    and with unsafe characters percent-encoded; None unless http(s) with a host. One URL is then one
+    spelling, whatever case or script its link used for the host."""
     if url is None:
         return None
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme not in _HTTP_SCHEMES or not parts.netloc:
+    key = (parts.scheme, parts.netloc)
+    netloc = netlocs[key] if key in netlocs else netlocs.setdefault(key, http_netloc(parts))
+    if netloc is None:
         return None
-    path, query = parts.path, parts.query
+    path, query = parts.path or "/", parts.query
     if _UNSAFE_URL_CHAR.search(path) or _UNSAFE_URL_CHAR.search(query):
         path = quote(path, safe="/%:@!$&'()*+,;=~")
         query = quote(query, safe="/?%:@!$&'()*+,;=~")
-    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def _flatten_deep(tree: LexborHTMLParser) -> None:
+    """Each element _MARKDOWN_DEPTH deep replaced by a <div> of one <p> per line of its visible text."""
+    # Level by level: each element above that depth is visited once (a CSS child chain that long
+    # would walk up a thousand parents from every element).
+    level = [tree.root] if tree.root is not None else []
+    for _ in range(_MARKDOWN_DEPTH - 1):
+        level = [child for node in level for child in node.iter()]
+    for node in level:
+        box = tree.create_node("div")
+        for line in _visible_lines(node):
+            paragraph = tree.create_node("p")
+            paragraph.insert_child(line)
+            box.insert_child(paragraph)
+        node.replace_with(box)
 
 
 def _visible_lines(node: LexborNode) -> list[str]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
+
+from litejobs.charsets import mime_of, page_encoding
+from litejobs.errors import BodyTooLarge
 
 WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
 #: the `block` names a render accepts, and the Fetch resourceType each one aborts
@@ -52,3 +56,27 @@ class RenderResult:
     actions: list[dict[str, Any]] = field(default_factory=list)
     action_screenshots: list[bytes] = field(default_factory=list)
     elapsed_ms: float = 0.0
+
+
+def shown_in_a_viewer(content_type: str) -> bool:
+    """Whether Chromium shows a document of this type in a viewer of its own, not as a page: JSON and text
+    in a <pre> of the escaped body, XML as a tree, images and PDFs in a shell. Its DOM is then not the
+    page; the body is, as for a fetch. HTML and XHTML are their DOM; so is an untyped answer Chromium sniffs.
+    """
+    mime = mime_of(content_type)
+    return bool(mime) and "html" not in mime
+
+
+def resource_text(resource: dict[str, Any], content_type: str, url: str, limit: int) -> str:
+    """A Page.getResourceContent answer as the page's text: text as Chromium decoded it (as the browser
+    shows it), other bodies decoded as the fetcher decodes them; over `limit` bytes ([fetch]
+    max_body_bytes) it is BodyTooLarge, as a fetched body is."""
+    content = str(resource.get("content", ""))
+    if resource.get("base64Encoded"):
+        body = base64.b64decode(content)
+        text = body.decode(page_encoding(content_type, body), errors="replace")
+    else:
+        body, text = content.encode(errors="replace"), content
+    if len(body) > limit:
+        raise BodyTooLarge(f"the page at {url} is {len(body)} bytes, more than the {limit}-byte limit")
+    return text

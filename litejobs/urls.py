@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -30,10 +30,24 @@ def normalize_url(url: str) -> str | None:
     """
     try:
         parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    netloc = http_netloc(parts)
+    if netloc is None:
+        return None
+    path = normalize_escapes(remove_dot_segments(parts.path or "/"), _PATH_SAFE)
+    query = normalize_escapes(parts.query, _QUERY_SAFE)
+    return urlunsplit((parts.scheme.lower(), netloc, path or "/", query, ""))
+
+
+def http_netloc(parts: SplitResult) -> str | None:
+    """`[userinfo@]host[:port]` of an http(s) URL as browsers write it: the host lowercased (an IDN
+    host in punycode), a default port dropped; None for another scheme, no host or a bad port."""
+    scheme = parts.scheme.lower()
+    try:
         port = parts.port
     except ValueError:
         return None
-    scheme = parts.scheme.lower()
     host = _ascii_host(parts.hostname or "")
     if scheme not in DEFAULT_PORTS or not host:
         return None
@@ -42,9 +56,7 @@ def normalize_url(url: str) -> str | None:
         netloc = f"{netloc}:{port}"
     if "@" in parts.netloc:
         netloc = f"{parts.netloc.rpartition('@')[0]}@{netloc}"
-    path = normalize_escapes(remove_dot_segments(parts.path or "/"), _PATH_SAFE)
-    query = normalize_escapes(parts.query, _QUERY_SAFE)
-    return urlunsplit((scheme, netloc, path or "/", query, ""))
+    return netloc
 
 
 def _ascii_host(host: str) -> str:

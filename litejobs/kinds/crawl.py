@@ -101,10 +101,10 @@ def _digest(url: str, depth: int, loaded: Mapping[str, Any], params: CrawlParams
 
 
 def _failed(url: str, depth: int, exc: BaseException) -> dict[str, Any]:
+    """A page that could not be had: no content, yet every page's keys (final_url its URL, content_type null)."""
     code, message = (exc.code, exc.message) if isinstance(exc, JobError) else ("internal_error", repr(exc))
-    status = getattr(exc, "status_code", None)
-    error = {"code": code, "message": message}
-    return {"url": url, "depth": depth, "status_code": status, "success": False, "title": None, "error": error}
+    page = {"url": url, "depth": depth, "status_code": getattr(exc, "status_code", None), "success": False}
+    return {**page, "title": None, "final_url": url, "content_type": None, "error": {"code": code, "message": message}}
 
 
 class _Unwanted(Exception):

@@ -12,7 +12,7 @@ from litejobs.errors import JobError, JobTimeout
 from litejobs.fields import Fields, url_problem
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
-from litejobs.kinds.fetch import FetchParams, build_outputs, finish_by, load_page
+from litejobs.kinds.fetch import FetchParams, finish_by, load_page, outputs_of
 from litejobs.kinds.fetch_input import css_selector_problem
 
 MAX_URLS = 50
@@ -139,7 +139,8 @@ async def fetch_one(
         loaded = await load_by(fetch, _PageContext(ctx, index), deadline)  # type: ignore[arg-type]
     except JobError as exc:
         return {"url": url, "success": False, "error": {"code": exc.code, "message": exc.message}}, exc
-    outputs = build_outputs(loaded, output, None)
+    # converted off the event loop, as fetch's and crawl's pages are: a big page would stall the server
+    outputs = await outputs_of(loaded, output, None)
     page = {
         "url": url,
         "final_url": outputs["final_url"],
