@@ -1,5 +1,5 @@
 """Benchmark what a `/v1/events` stream costs the server: its CPU over a burst of changes, with no
-stream open and with some, on SQLite (and PostgreSQL with --postgres).
+stream open and with some, on SQLite (and PostgreSQL with --stores sqlite,postgres).
 
 Each stream's store reads go over the last LOOKBACK_MS of changes again (api/events.py), so a burst
 is read several times over; this measures that cost. Each run is a fresh server (`litejobs serve` in a
