@@ -183,7 +183,7 @@ class StoreUnavailable(ApiError):
 
 
 class StorageFull(ApiError):
-    """The server's disk is full; the job was not accepted. Retry once space is freed."""
+    """The server's disk is full, so this change was not stored. Retry once space is freed."""
 
     code = "storage_full"
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from litejobs.config import Config
+from litejobs.errors import StorageFull
 from litejobs.files import FileArea
 from litejobs.jobs import Job
 from litejobs.store import Recovered, Store, StoreUnavailable
@@ -108,7 +109,7 @@ class Sweeper:
                 if since_sweep >= self.config.store.sweep_interval_s:
                     since_sweep = 0.0
                     await self.sweep_once()
-            except StoreUnavailable:
-                continue  # the store logs an outage once; the next round tries again
+            except (StoreUnavailable, StorageFull):
+                continue  # the store logs an outage, or a full disk, once; the next round tries again
             except Exception:
                 log.exception("sweep failed; trying again next round")

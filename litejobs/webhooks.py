@@ -25,7 +25,7 @@ from yarl import URL
 
 from litejobs import jsontext
 from litejobs.config import WebhooksConfig
-from litejobs.errors import FetchError, StoreUnavailable
+from litejobs.errors import FetchError, StorageFull, StoreUnavailable
 from litejobs.fetcher import PolicyResolver
 from litejobs.jobs import Job, JobState, backoff_s
 from litejobs.netpolicy import NetworkPolicy
@@ -239,7 +239,7 @@ class Deliverer:
             if free > 0:
                 try:
                     due = await self.store.claim_deliveries(self.clock(), free, lease_ms)
-                except StoreUnavailable:  # logged once by the store, as is its end
+                except (StoreUnavailable, StorageFull):  # logged once by the store, as is its end
                     due = []
                 except Exception:
                     log.exception("claiming webhook deliveries failed; trying again")

@@ -9,7 +9,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litejobs.errors import ApiError, JobError, JobTimeout, StoreUnavailable
+from litejobs.errors import ApiError, JobError, JobTimeout, StorageFull, StoreUnavailable
 from litejobs.events import ChangeFeed
 
 # Resources is also imported from here (tests)
@@ -178,7 +178,8 @@ class WorkerPool:
                         free, self.worker_id, self.clock(), self.lease_ms, idle=not self._running
                     )
                 except Exception as exc:
-                    if not isinstance(exc, StoreUnavailable):  # an outage is logged once, by the store
+                    # an outage, or a full disk, is logged once by the store, as is its end
+                    if not isinstance(exc, (StoreUnavailable, StorageFull)):
                         log.exception("claim failed; retrying")
                     jobs = []
                     await asyncio.sleep(0.5)
@@ -400,8 +401,8 @@ class WorkerPool:
             return
         try:
             alive = await self.store.heartbeat(ids, self.worker_id, self.clock() + self.lease_ms)
-        except StoreUnavailable:
-            return  # logged once by the store; renewed at the first heartbeat once it is back
+        except (StoreUnavailable, StorageFull):
+            return  # logged once by the store; renewed at the first heartbeat once writes succeed again
         except Exception:
             log.exception("heartbeat failed")
             return

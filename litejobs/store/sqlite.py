@@ -68,7 +68,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             if isinstance(exc, (OSError, sqlite3.Error, StoreUnavailable)):
                 raise StoreUnavailable.opening(self.path, exc) from exc
             raise
-        self._writer = GroupWriter(self._write_conn, full_message=self._full_message())
+        self._writer = GroupWriter(self._write_conn, full_message=self._full_message(), name=self.path)
         self._writer.start()
         return self
 
