@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from litejobs.api import dialects, events, system, v1
 from litejobs.api import metrics as metrics_routes
 from litejobs.api import webhooks as webhook_routes
 from litejobs.api.auth import KeyRing
+from litejobs.api.drain import HttpDrain
 from litejobs.api.errors import allowed_methods, error_body, error_response, request_id_of
 from litejobs.api.http import RequestIdMiddleware, job_body
 from litejobs.api.ratelimit import RateLimiter
@@ -44,6 +46,10 @@ from litejobs.worker_ids import new_worker_id
 log = logging.getLogger("litejobs")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+#: of `[server] shutdown_grace_s`, the part kept for what follows the grace (cancelling the jobs
+#: still running, handing them back, closing the browser and the store), so that a whole stop fits
+#: in the grace: a Docker stop kills at 10 s, the default grace
+HANDBACK_S = 1.0
 
 
 def _browser_pool(config: Config, policy: NetworkPolicy) -> Any:
@@ -124,9 +130,11 @@ class App:
         )
         for listener in (self.metrics.on_change, self.deliverer.on_change, log_transition):
             self.feed.subscribe(listener)
+        self.drain = HttpDrain()
         self.asgi = self._build_asgi()
         self._stack = contextlib.AsyncExitStack()
         self._open = False
+        self._workers_stopped: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> App:
         try:
@@ -147,9 +155,25 @@ class App:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.engine.shutting_down = True
+        self.begin_shutdown()
+        if self._workers_stopped is not None:
+            await self._workers_stopped
         self._open = False
         await self._stack.aclose()
+
+    def begin_shutdown(self) -> None:
+        """The stop starts here (SIGTERM), while uvicorn still serves: claim nothing more, refuse
+        new jobs, answer long-polls, end event streams, and start the grace of the active jobs and
+        requests now. Leaving the App waits for the grace's end."""
+        if self.engine.shutting_down:
+            return
+        grace_s = self.config.server.shutdown_grace_s
+        grace_s -= min(HANDBACK_S, grace_s / 2)
+        log.info("shutting down: active jobs get %.1f s", grace_s)
+        self.engine.begin_shutdown()
+        self.drain.begin(grace_s)
+        if self.workers is not None:
+            self._workers_stopped = asyncio.create_task(self.workers.stop(grace_s), name="litejobs-stop")
 
     def rate_limit(self, owner: str) -> None:
         self.limiter.take(owner)
@@ -217,7 +241,12 @@ class App:
                 *dialects.ROUTES,
                 *system.ROUTES,
             ],
-            middleware=[Middleware(RequestLogMiddleware), Middleware(RequestIdMiddleware)],
+            # the drain innermost: its 503 gets the request id and the request's log line
+            middleware=[
+                Middleware(RequestLogMiddleware),
+                Middleware(RequestIdMiddleware),
+                Middleware(self.drain.middleware),
+            ],
             exception_handlers={LitejobsError: on_litejobs_error, HTTPException: on_http_error, Exception: on_crash},
         )
         app.state.litejobs = self

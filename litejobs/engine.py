@@ -39,6 +39,16 @@ MAX_META_BYTES = 16 * 1024
 #: what a webhook may ask to be told of: a status reached, or "progress" (a progress report)
 WEBHOOK_EVENTS = (*(state.value for state in JobState), "progress")
 ASYNC_HINT = "submit it with POST /v1/scrape/async and poll GET /v1/jobs/{id}"
+#: Retry-After of `503 shutting_down`: about what a restart takes (a load balancer may send the retry
+#: to another node sooner)
+SHUTDOWN_RETRY_AFTER_S = 5.0
+
+
+def shutdown_refusal(message: str | None = None) -> ShuttingDown:
+    """`503 shutting_down`, with a Retry-After (errors.ShuttingDown has none of its own)."""
+    error = ShuttingDown(message)
+    error.retry_after_s = SHUTDOWN_RETRY_AFTER_S
+    return error
 
 
 def request_hash(body: Any) -> str:
@@ -96,7 +106,7 @@ class Engine:
         self.feed = feed
         self.resources = resources
         self.clock = clock
-        self.shutting_down = False
+        self._shutting_down = False
 
     # --- submit ------------------------------------------------------------------------------
 
@@ -150,9 +160,26 @@ class Engine:
         hook.finish()
         return {"url": url, "events": events}
 
+    # --- shutdown ----------------------------------------------------------------------------
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    def begin_shutdown(self) -> None:
+        """From now on refuse new jobs and inline runs (`503 shutting_down`), and answer every
+        `?wait=` with the job as it is: a long-poll held open would outlive the server."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self.feed.poke_all()  # wakes every waiter, which then sees shutting_down
+
+    def _refuse_if_shutting_down(self) -> None:
+        if self._shutting_down:
+            raise shutdown_refusal()
+
     def check_accepting(self) -> None:
-        if self.shutting_down:
-            raise ShuttingDown()
+        self._refuse_if_shutting_down()
         if not self.config.queue.enabled or self.workers is None:
             raise QueueDisabled()
 
@@ -179,13 +206,14 @@ class Engine:
         return job
 
     async def wait(self, job_id: str, owner: str, wait_s: float) -> Job:
-        """The job once terminal, or as it is when `wait_s` runs out. Woken by the change feed
-        (changes made here, and those other PostgreSQL nodes announce); the store is re-read
-        every `[store] recheck_s` for changes nothing announced (another process on SQLite)."""
+        """The job once terminal, or as it is when `wait_s` runs out or the server begins to shut
+        down. Woken by the change feed (changes made here, and those other PostgreSQL nodes
+        announce); the store is re-read every `[store] recheck_s` for changes nothing announced
+        (another process on SQLite)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         job = await self.get(job_id, owner)
-        while not job.is_terminal:
+        while not job.is_terminal and not self._shutting_down:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -233,8 +261,7 @@ class Engine:
         """Run a kind now, outside the queue, within limits.sync_timeout_s (POST /v1/scrape and the
         dialects' inline surfaces); returns the result and the pages a multi-page kind saved.
         `hint` tells the caller of a 504 where the async form of the call is."""
-        if self.shutting_down:
-            raise ShuttingDown()
+        self._refuse_if_shutting_down()
         kind = self.kinds.get(kind_name)
         if not kind.sync_allowed:
             raise UnsupportedKind(f"the {kind_name!r} kind runs only as a job: {hint}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -30,13 +31,20 @@ def uvicorn_config(app: App, port: int) -> uvicorn.Config:
         log_level="warning",
         log_config=None,  # uvicorn's lines go through the root handler of install_logging (text or JSON)
         access_log=False,
-        timeout_graceful_shutdown=5,
+        # a backstop: App.drain has ended every request by the grace's end (past it, uvicorn would
+        # cancel them into a bare 500)
+        timeout_graceful_shutdown=math.ceil(app.config.server.shutdown_grace_s) + 1,
     )
 
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after its own shutdown, which would kill the process before the
-    workers' grace period and the store's close; here a signal only asks the server to exit."""
+    workers' grace period and the store's close; here a signal only asks the server to exit, once
+    `on_stop` has begun the App's stop (so that it starts at the signal, not once uvicorn is done)."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -53,6 +61,8 @@ class _Server(uvicorn.Server):
     def _ask_exit(self) -> None:
         if self.should_exit:
             self.force_exit = True  # a second signal: stop waiting for open connections
+        else:
+            self._on_stop()
         self.should_exit = True
 
 
@@ -82,14 +92,13 @@ def run(config: Config) -> None:
 
 
 async def serve(config: Config) -> None:
-    """Serve until SIGINT/SIGTERM; then stop taking requests, give active jobs their grace, close."""
+    """Serve until SIGINT/SIGTERM; then stop taking requests and jobs, give active ones their grace
+    (App.begin_shutdown), close."""
     install_logging(config.server.log_format)
     async with App(config) as app:
-        server = _Server(uvicorn_config(app, config.server.port))
+        server = _Server(uvicorn_config(app, config.server.port), on_stop=app.begin_shutdown)
         announce = asyncio.create_task(_announce_when_started(server))
         try:
             await server.serve()
         finally:
             announce.cancel()
-            app.engine.shutting_down = True
-            log.info("shutting down: active jobs get %.0f s", config.server.shutdown_grace_s)
