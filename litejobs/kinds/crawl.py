@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from litejobs.errors import JobError, RobotsDisallowed, TooManyRedirects, UpstreamStatus
+from litejobs.errors import BrowserError, JobError, JobTimeout, RobotsDisallowed, TooManyRedirects, UpstreamStatus
 from litejobs.extract import Document
-from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
-from litejobs.kinds.fetch import BROWSER_OUTPUTS, FetchParams, build_outputs, load_page, read_fetch_fields
+from litejobs.kinds.crawl_input import MAX_PATTERNS as MAX_PATTERNS  # map's globs are a crawl's
+from litejobs.kinds.crawl_input import CrawlParams, parse_crawl
+from litejobs.kinds.fetch import FetchParams, build_outputs, finish_by
+from litejobs.kinds.page_loads import Schedule, browser_fault, charged_to_the_attempt, load_by
 from litejobs.kinds.progress import ThrottledProgress
 from litejobs.politeness import HostGate
 from litejobs.robots import RobotsCache
@@ -22,10 +25,6 @@ from litejobs.urls import Scope, host_key, normalize_url
 
 log = logging.getLogger("litejobs.crawl")
 
-DEFAULT_MAX_PAGES = 50
-DEFAULT_MAX_DEPTH = 2
-MAX_DEPTH = 100
-MAX_PATTERNS = 100
 #: a crawl never runs more page fetches at once than this, whatever the per-host limit
 MAX_CONCURRENCY = 8
 #: new links kept per page, and candidate URLs per depth: a hostile site cannot grow memory past them
@@ -36,52 +35,6 @@ LINKS_KEY = "_links"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: fetches of one page started again to read the robots.txt of origins its redirects lead to
 MAX_ROBOTS_DETOURS = 3
-
-
-@dataclass(frozen=True)
-class CrawlParams:
-    url: str
-    page: FetchParams
-    max_pages: int = DEFAULT_MAX_PAGES
-    max_depth: int = DEFAULT_MAX_DEPTH
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    same_domain: bool = True
-    allow_subdomains: bool = False
-    respect_robots: bool = True
-
-
-def parse_crawl(raw: Mapping[str, Any]) -> CrawlParams:
-    f = Fields(raw, "input")
-    values = read_fetch_fields(f)
-    crawl = {
-        "max_pages": f.int("max_pages", DEFAULT_MAX_PAGES, low=1, high=1_000_000),
-        "max_depth": f.int("max_depth", DEFAULT_MAX_DEPTH, low=0, high=MAX_DEPTH),
-        "include": tuple(_patterns(f, "include")),
-        "exclude": tuple(_patterns(f, "exclude")),
-        "same_domain": f.bool("same_domain", True),
-        "allow_subdomains": f.bool("allow_subdomains", False),
-        "respect_robots": f.bool("respect_robots", True),
-    }
-    if values["method"] != "GET":
-        f.problem("method", "a crawl fetches every page with GET")
-    if values["body"] is not None:
-        f.problem("body", "a crawl sends no request body")
-    for name in BROWSER_OUTPUTS & set(values["output"]):
-        f.problem("output", f"{name} is not available per crawl page; use a render job for one page")
-    if values["extract"] is not None and values["extract"].prompt:
-        # a model call per page would make a 1,000-page crawl 1,000 paid calls: refused, not ignored
-        f.problem("extract.prompt", "is not run per crawl page; use multi_fetch or a fetch job for the pages you want")
-    f.finish()
-    return CrawlParams(url=values["url"], page=FetchParams(**values), **crawl)
-
-
-def _patterns(f: Fields, key: str) -> list[str]:
-    patterns = f.str_list(key, [], max_items=MAX_PATTERNS) or []
-    for pattern in patterns:
-        if not pattern.strip() or len(pattern) > 1000:
-            f.problem(key, "patterns must be 1 to 1000 characters")
-    return list(patterns)
 
 
 def _digest(url: str, depth: int, loaded: Mapping[str, Any], params: CrawlParams, scope: Scope) -> dict[str, Any]:
@@ -151,6 +104,11 @@ class Crawl:
         self.done: dict[str, tuple[list[str] | None, str]] = {}
         self.counted = self.failed = self.in_flight = self.skipped = self.blocked = self.resumed = 0
         self.depth = 0
+        #: the pages' deadline within the job's timeout_s (set as the attempt starts); whether it cut the crawl
+        self.schedule = Schedule()
+        self.timed_out = False
+        #: pages that had their host's slot, so were requested (a page still queued for it was not)
+        self.requested: set[str] = set()
         self.progress = ThrottledProgress(self._write_progress)
 
     async def run(self) -> JobResult:
@@ -161,6 +119,10 @@ class Crawl:
 
     async def _run(self) -> JobResult:
         started = time.perf_counter()
+        # every page loads by the time the job's timeout_s leaves for answering, and none starts after
+        # it: a hanging page fails alone, and the crawl ends with the pages it has (docs/crawl.md)
+        done_by = finish_by(self.ctx, asyncio.get_running_loop().time())
+        self.schedule = Schedule(pages_by=done_by, finish_by=done_by)
         await self._resume()
         if self.resumed:  # the claim of this attempt cleared the job's progress: show where it stands
             await self.progress.report(now=True)
@@ -169,9 +131,15 @@ class Crawl:
             raise RobotsDisallowed("robots.txt disallows the start URL")
         while level and self.counted < self.max_pages:
             await self._crawl_level(level)
-            if self.depth >= self.params.max_depth or self.counted >= self.max_pages:
+            if self.depth >= self.params.max_depth or self.counted >= self.max_pages or self.timed_out:
                 break
-            level = await self._next_level(level)
+            try:
+                # the robots.txt of new origins, read within the pages' time (a next depth is cut by pull)
+                async with asyncio.timeout_at(self.schedule.pages_by):
+                    level = await self._next_level(level)
+            except TimeoutError:
+                self.timed_out = True
+                break
             if level:
                 self.depth += 1
         await self.progress.close()
@@ -183,9 +151,13 @@ class Crawl:
             "skipped_off_site": self.skipped,
             "blocked_by_robots": self.blocked,
             "resumed_pages": self.resumed,
+            "timed_out": self.timed_out,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
-        return JobResult(JobState.PARTIAL if self.failed else JobState.COMPLETED, outputs, stats)
+        return JobResult(JobState.PARTIAL if self.failed or self.timed_out else JobState.COMPLETED, outputs, stats)
+
+    def _out_of_time(self) -> bool:
+        return self.schedule.out_of_time(asyncio.get_running_loop().time())
 
     async def _resume(self) -> None:
         """Take in the pages an earlier attempt stored: counted, never fetched again."""
@@ -215,11 +187,15 @@ class Crawl:
         async def pull() -> None:
             nonlocal position
             while position < len(level) and self.counted + self.in_flight < self.max_pages:
+                if self._out_of_time():
+                    self.timed_out = True  # the pages left of this depth are not started
+                    return
                 url = level[position]
                 position += 1
                 if url in self.done:
                     if self.done[url][0] is None and self.depth < self.params.max_depth:
                         await self._visit(url, stored=True)
+                        self.requested.discard(url)
                     self.seen.add(self.done[url][1])
                     continue
                 self.in_flight += 1
@@ -227,6 +203,7 @@ class Crawl:
                     await self._visit(url)
                 finally:
                     self.in_flight -= 1
+                    self.requested.discard(url)
 
         # A TaskGroup: a cancelled crawl cancels and awaits every fetch, so no task outlives the job.
         try:
@@ -245,6 +222,13 @@ class Crawl:
             self._drop(unwanted, depth)
             return
         except Exception as exc:
+            if isinstance(exc, BrowserError) and browser_fault(exc):
+                # our browser failed under the page, and again after its relaunch: not the page's fault, so
+                # the attempt fails (retried) and the next one resumes from the pages stored
+                raise charged_to_the_attempt(exc, url) from exc
+            if isinstance(exc, JobTimeout) and depth and url not in self.requested:
+                self.timed_out = True  # the time ran out before it was asked for: not started, as those after it
+                return
             if depth == 0:
                 raise
             if not isinstance(exc, JobError):
@@ -276,13 +260,28 @@ class Crawl:
         crawls), then the page is fetched again.
         """
         guard = None if stored else self._redirect_guard(url, depth, claimed)
+        params = self._page_params(url)
+        # a fetched page keeps [fetch] timeout_s when the job's time allows it; a render may use what is left
+        longest_s = None if params.needs_browser else self.ctx.config.fetch.timeout_s
         for _ in range(MAX_ROBOTS_DETOURS):
             try:
-                async with self.gate.slot(host_key(url)):
-                    return await load_page(self._page_params(url), self.ctx, before_redirect=guard)
+                return await load_by(
+                    params,
+                    self.ctx,
+                    self.schedule.pages_by,
+                    slot=lambda: self._slot(url),
+                    before_redirect=guard,
+                    longest_s=longest_s,
+                )
             except _RobotsUnknown as unknown:
                 await self.robots.get(unknown.target)
         raise TooManyRedirects(f"{url} redirected to more than {MAX_ROBOTS_DETOURS} origins new to the crawl")
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: str) -> AsyncIterator[None]:
+        async with self.gate.slot(host_key(url)):
+            self.requested.add(url)
+            yield
 
     def _redirect_guard(self, url: str, depth: int, claimed: set[str]) -> Callable[[str], None]:
         """The check of each redirect of `url`, before the fetcher follows it (docs/crawl.md, "URLs").

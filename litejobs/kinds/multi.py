@@ -8,17 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from litejobs.ai import FORMATS, extract_with_prompt
-from litejobs.errors import JobError, JobTimeout
+from litejobs.errors import BrowserError, JobError
 from litejobs.fields import Fields, url_problem
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
-from litejobs.kinds.fetch import FetchParams, finish_by, load_page, outputs_of
+from litejobs.kinds.fetch import FetchParams, finish_by, outputs_of
 from litejobs.kinds.fetch_input import css_selector_problem
+from litejobs.kinds.page_loads import Schedule, browser_fault, charged_to_the_attempt, load_by
 
 MAX_URLS = 50
-#: of the pages' time left, what each page still to come is promised at most: a hanging page cannot
-#: take the time of the pages after it, yet one slow page may still use most of the job's time
-PAGE_RESERVE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,22 +76,6 @@ class _PageContext:
         return await self._ctx.save_file(f"page-{self._index}-{name}", data, content_type)
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """When the pages, and then the whole run, must be done (event-loop time), so that the job answers
-    with the pages it has before its timeout_s ends it; None: the run has no time limit of its own."""
-
-    pages_by: float | None = None
-    finish_by: float | None = None
-
-    def page_deadline(self, pages_left: int, now: float) -> float | None:
-        """The next page's deadline: the pages' time left, less a reserve for each page after it."""
-        if self.pages_by is None:
-            return None
-        reserve_s = min(PAGE_RESERVE_S, (self.pages_by - now) / pages_left)
-        return self.pages_by - max(0.0, reserve_s) * (pages_left - 1)
-
-
 def schedule_of(params: MultiParams, ctx: KindContext, now: float) -> Schedule:
     """The run's deadlines within its attempt's timeout; with a prompt, time is kept for the model."""
     # the job's timeout_s, where the worker hands it to the context (KindContext.timeout_s); else no deadlines
@@ -104,22 +86,6 @@ def schedule_of(params: MultiParams, ctx: KindContext, now: float) -> Schedule:
     ai = ctx.config.ai
     model_s = min(ai.timeout_s, budget_s / 4) if params.prompt and ai.base_url else 0.0
     return Schedule(pages_by=done_by - model_s, finish_by=done_by)
-
-
-async def load_by(fetch: FetchParams, ctx: KindContext, deadline: float | None) -> dict[str, Any]:
-    """load_page, given up at `deadline` (event-loop time) with a `timeout` for this page alone."""
-    if deadline is None:
-        return await load_page(fetch, ctx)
-    left_s = deadline - asyncio.get_running_loop().time()
-    if left_s <= 0:
-        raise JobTimeout(f"{fetch.url} was not fetched: the job's timeout_s left no time for it")
-    try:
-        # the fetcher and the browser stop by themselves about then; this bounds what they do not
-        # (the wait for a free browser page)
-        async with asyncio.timeout_at(deadline):
-            return await load_page(fetch, ctx, max(0.1, round(left_s, 1)))
-    except TimeoutError:
-        raise JobTimeout(f"{fetch.url} did not load within the {left_s:.1f} s the job's timeout_s left it") from None
 
 
 async def fetch_one(
@@ -138,6 +104,9 @@ async def fetch_one(
     try:
         loaded = await load_by(fetch, _PageContext(ctx, index), deadline)  # type: ignore[arg-type]
     except JobError as exc:
+        if isinstance(exc, BrowserError) and browser_fault(exc):
+            # our browser's failure, after its retries: not the page's; the job's retry fetches them all again
+            raise charged_to_the_attempt(exc, url) from exc
         return {"url": url, "success": False, "error": {"code": exc.code, "message": exc.message}}, exc
     # converted off the event loop, as fetch's and crawl's pages are: a big page would stall the server
     outputs = await outputs_of(loaded, output, None)
