@@ -3,7 +3,8 @@ ls, stats, tail).
 
 Exit codes: 0 the job completed (or partial) or the command did its work; 1 the job failed or was
 cancelled, or the server refused the request; 2 a usage error (a bad command line, or input the
-server rejects as invalid: 422); 3 the server could not be reached. Ctrl-C ends `tail` with 0.
+server rejects as invalid: 422); 3 the server could not be reached (a wait rides out a restart first);
+4 `result` of a job that has not ended yet (without --wait). Ctrl-C ends `tail` with 0.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from litejobs.client import AsyncClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: `result` of a job still waiting or active: a script can tell it from a failed one (1) and ask again
+EXIT_NOT_ENDED = 4
 #: the reader of stdout went away (`litejobs result JOB | head`): 128 + SIGPIPE, what a shell
 #: reports for a Unix tool that SIGPIPE ended (Python ignores the signal and raises instead)
 EXIT_CLOSED_PIPE = 141
@@ -77,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--max-attempts", type=int, metavar="N")
     submit.add_argument("--wait", action="store_true", help="wait, showing progress, then print the result")
     client_command("get", "show a job").add_argument("job_id")
-    client_command("result", "print a job's result (markdown; --json for all of it)").add_argument("job_id")
+    result = client_command("result", "print a job's result (markdown; --json for all of it)")
+    result.add_argument("job_id")
+    result.add_argument("--wait", action="store_true", help="wait for the job to end (else exit 4 if it has not)")
     client_command("cancel", "cancel a job").add_argument("job_id")
     ls = client_command("ls", "list jobs, newest first")
     ls.add_argument("--status")
@@ -212,8 +217,9 @@ async def _print_result(client: AsyncClient, job: dict[str, Any], as_json: bool)
     if job["status"] not in SUCCEEDED:
         if as_json:
             _dump(job)
-        print(f"litejobs: {_describe(job)}", file=sys.stderr)
-        return EXIT_FAILED
+        ended = job["status"] in ("failed", "cancelled")
+        print(f"litejobs: {_describe(job)}" + ("" if ended else ": not ended yet (use --wait)"), file=sys.stderr)
+        return EXIT_FAILED if ended else EXIT_NOT_ENDED
     result = await client.result(job["job_id"])
     if "pages" in result:  # a crawl: every page, not only the first request's worth
         result["pages"] = [page async for page in client.pages(job["job_id"], limit=1000)]
@@ -258,7 +264,8 @@ async def _get(client: AsyncClient, args: argparse.Namespace) -> int:
 
 
 async def _result(client: AsyncClient, args: argparse.Namespace) -> int:
-    return await _print_result(client, await client.get(args.job_id), args.json)
+    job = await (client.wait(args.job_id) if args.wait else client.get(args.job_id))
+    return await _print_result(client, job, args.json)
 
 
 async def _cancel(client: AsyncClient, args: argparse.Namespace) -> int:

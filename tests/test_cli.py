@@ -114,6 +114,30 @@ def test_exit_codes(server: ServerProcess, site: TargetSite) -> None:
     assert unreachable.returncode == 3 and "cannot reach" in unreachable.stderr
 
 
+def test_result_of_a_job_not_ended_yet_exits_4_and_with_wait_prints_it_once_ended(
+    server: ServerProcess, site: TargetSite
+) -> None:
+    gate = threading.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        for _ in range(300):
+            if gate.is_set():
+                break
+            await asyncio.sleep(0.1)
+        return web.Response(text=PAGE, content_type="text/html")
+
+    job_id = litejobs(server, "submit", site.add("/held", held)).stdout.strip()
+    try:
+        early = litejobs(server, "result", job_id)
+        early_json = litejobs(server, "result", job_id, "--json")
+    finally:
+        gate.set()
+    waited = litejobs(server, "result", job_id, "--wait")
+    assert early.returncode == 4 and early.stdout == "" and "not ended yet (use --wait)" in early.stderr
+    assert early_json.returncode == 4 and json.loads(early_json.stdout)["status"] in ("waiting", "active")
+    assert waited.returncode == 0 and waited.stdout.startswith("# Title")
+
+
 def test_tail_of_all_jobs_runs_until_ctrl_c(server: ServerProcess, site: TargetSite) -> None:
     env = {**os.environ, "LITEJOBS_URL": server.base_url}
     proc = subprocess.Popen([PYTHON, "-m", "litejobs", "tail"], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)

@@ -8,7 +8,7 @@ only litejobs.jobs and litejobs.errors from litejobs, so it can be lifted out wi
                 RateLimitPatience: which calls wait out `429 rate_limited`, how long
     sse.py      Event, the text/event-stream parser, a stream followed across reconnects, its read timeout
     urls.py     the default server URL, job paths, query strings
-    waiting.py  waiting for a job: terminal states, long-poll budget, change notices
+    waiting.py  waiting for a job: terminal states, long-poll budget, change notices, the reconnect budget
     transport.py  Client's urllib opener, which reads an answer the server sent before it read the body
     sync.py     Client
     aio.py      AsyncClient

@@ -14,7 +14,7 @@ import aiohttp
 from litejobs.client.errors import PASSING, RateLimitPatience, ServerUnreachable, api_error, patience_for
 from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
-from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
+from litejobs.client.waiting import OnChange, Reconnects, Watch, is_terminal, longest_poll_s, past, poll_s
 
 
 class AsyncClient:
@@ -76,7 +76,8 @@ class AsyncClient:
             async with resp:
                 yield resp
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnreachable(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+            message = f"cannot reach {self.base_url}: {exc or type(exc).__name__}"
+            raise ServerUnreachable(message, connected=_broken_off(exc)) from exc
 
     async def _answer(
         self, method: str, path: str, body: Any, headers: dict[str, str] | None, stream: bool
@@ -132,28 +133,35 @@ class AsyncClient:
 
     async def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
         """The job once terminal, or as it is when `timeout_s` passes. Follows the job's event stream;
-        should the stream break, long-polls instead."""
+        should the stream break, long-polls instead. A server that goes away once reached (a restart)
+        is tried again within a reconnect budget (waiting.Reconnects), then ServerUnreachable."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         watch = Watch(on_change)
+        reconnects = Reconnects(deadline)
         try:
             async with asyncio.timeout(timeout_s):
                 patience = RateLimitPatience(deadline)
                 async with self._send("GET", job_path(job_id, "/events"), stream=True, patience=patience) as resp:
+                    reconnects.reached()
                     parser = SseParser()
                     async for chunk in resp.content.iter_any():
                         for event in parser.feed(chunk):
                             if is_terminal(watch(event.job)):
                                 return event.job
-        except ServerUnreachable:
-            pass  # the stream broke (or never opened): the long-poll below says which
+        except ServerUnreachable as exc:  # the stream broke (or never opened): the long-poll below says which
+            if exc.connected:
+                reconnects.reached()
         except TimeoutError:
             return watch.job or await self.request("GET", job_path(job_id), patience=RateLimitPatience(deadline))
-        return await self._long_poll(job_id, deadline, watch)
+        return await self._long_poll(job_id, deadline, watch, reconnects)
 
-    async def _long_poll(self, job_id: str, deadline: float | None, watch: Watch) -> Any:
+    async def _long_poll(
+        self, job_id: str, deadline: float | None, watch: Watch, reconnects: Reconnects | None = None
+    ) -> Any:
         """Long-polls, each answered before this client's request timeout, until the job ends or the deadline."""
         longest_s = self._longest_poll_s()
         patience = RateLimitPatience(deadline)
+        reconnects = reconnects or Reconnects(deadline)
         while True:
             # a rate limit is waited out here, not in request(): the poll after the pause holds that much less
             path = poll_path(job_id, poll_s(deadline, longest_s))
@@ -162,7 +170,11 @@ class AsyncClient:
             except PASSING as exc:
                 await asyncio.sleep(patience.pause_s(exc))
                 continue
+            except ServerUnreachable as exc:
+                await asyncio.sleep(reconnects.pause_s(exc))
+                continue
             patience.answered()
+            reconnects.reached()
             job = watch(answer)
             if is_terminal(job) or past(deadline):
                 return job
@@ -221,3 +233,11 @@ class AsyncClient:
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+
+
+def _broken_off(exc: Exception) -> bool:
+    """Whether the server took the request and then went away (a crash, a restart), unlike a connection
+    refused or timed out, which may be a wrong address."""
+    if isinstance(exc, aiohttp.ClientConnectorError | TimeoutError):
+        return False
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError)

@@ -33,6 +33,12 @@ class ServerUnreachable(errors.LitejobsError):
 
     code = "unreachable"
 
+    def __init__(self, message: str | None = None, connected: bool = False) -> None:
+        super().__init__(message)
+        #: the server took the request, then broke off (a crash or a restart): it was reached, unlike a
+        #: refused or timed-out connection, which may be a wrong URL (waiting.Reconnects tells them apart)
+        self.connected = connected
+
 
 class RemoteError(errors.ApiError):
     """The server answered with an error this client has no class for."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from litejobs.client.errors import ServerUnreachable
 from litejobs.client.urls import job_path
-from litejobs.client.waiting import is_terminal
+from litejobs.client.waiting import Reconnects, is_terminal
 
 #: the longest silence a followed stream waits out: the server sends a keep-alive every 15 s
 #: (api/events.py KEEPALIVE_S); three missed ones mean the stream is dead. Independent of a client's
@@ -64,16 +64,12 @@ class SseParser:
 class Follow:
     """A followed event stream across reconnects: the Last-Event-ID to resume from, and when to stop."""
 
-    #: consecutive failed reconnects before giving up
-    MAX_FAILURES = 6
-
     def __init__(self, job_id: str | None) -> None:
         self.job_id = job_id
         self.path = job_path(job_id, "/events") if job_id else "/v1/events"
         self.last_id: str | None = None
         self.over = False
-        self.connected = False
-        self.failures = 0
+        self.reconnects = Reconnects()
 
     def headers(self) -> dict[str, str]:
         resume = {"Last-Event-ID": self.last_id} if self.last_id else {}
@@ -81,7 +77,7 @@ class Follow:
 
     def opened(self, status: int) -> None:
         """The stream answered; 204 No Content: the job ended at or before the last event, nothing follows."""
-        self.connected, self.failures = True, 0
+        self.reconnects.reached()
         self.over = self.over or status == 204
 
     def saw(self, event: Event) -> None:
@@ -90,7 +86,4 @@ class Follow:
 
     def broke(self, exc: ServerUnreachable | None) -> float:
         """The pause before reconnecting; raises when the server was never reached or stays away."""
-        self.failures += 1
-        if exc is not None and (not self.connected or self.failures > self.MAX_FAILURES):
-            raise exc
-        return min(5.0, 0.5 * 2 ** (self.failures - 1))
+        return self.reconnects.pause_s(exc)

@@ -14,7 +14,11 @@ from litejobs.client.errors import PASSING, RateLimitPatience, ServerUnreachable
 from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.transport import build_opener
 from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
-from litejobs.client.waiting import OnChange, Watch, is_terminal, longest_poll_s, past, poll_s
+from litejobs.client.waiting import OnChange, Reconnects, Watch, is_terminal, longest_poll_s, past, poll_s
+
+#: how a server that took the request and then went away (a crash, a restart) ends it; a refused
+#: connection comes wrapped in URLError, a timeout may be a wrong address: neither says it was reached
+_BROKEN_OFF = (http.client.HTTPException, ConnectionResetError, ConnectionAbortedError)
 
 
 class Client:
@@ -62,7 +66,8 @@ class Client:
             with exc:
                 raise api_error(exc.code, _error_body(exc), exc.headers.get("Retry-After")) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise ServerUnreachable(f"cannot reach {self.base_url}: {getattr(exc, 'reason', exc)}") from exc
+            message = f"cannot reach {self.base_url}: {getattr(exc, 'reason', exc)}"
+            raise ServerUnreachable(message, connected=isinstance(exc, _BROKEN_OFF)) from exc
 
     def request(
         self,
@@ -76,7 +81,7 @@ class Client:
             try:
                 return json.loads(resp.read() or b"null")
             except (OSError, http.client.HTTPException) as exc:
-                raise ServerUnreachable(f"{self.base_url} broke off its answer: {exc}") from exc
+                raise ServerUnreachable(f"{self.base_url} broke off its answer: {exc}", connected=True) from exc
 
     def submit(self, kind: str, input: dict[str, Any], idempotency_key: str | None = None, **options: Any) -> Any:
         """Submit one job; `options` are the other fields (meta, priority, max_attempts, timeout_s, ...)."""
@@ -96,7 +101,9 @@ class Client:
         return self.request("GET", poll_path(job_id, wait_s))
 
     def wait(self, job_id: str, timeout_s: float | None = None, on_change: OnChange | None = None) -> Any:
-        """The job once terminal, or as it is when `timeout_s` passes; long-polls, never a busy loop."""
+        """The job once terminal, or as it is when `timeout_s` passes; long-polls, never a busy loop. A
+        server that goes away once reached (a restart) is tried again within a reconnect budget
+        (waiting.Reconnects), then ServerUnreachable."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         return self._long_poll(job_id, deadline, Watch(on_change))
 
@@ -104,6 +111,7 @@ class Client:
         """Long-polls, each answered before this client's request timeout, until the job ends or the deadline."""
         longest_s = longest_poll_s(self.timeout_s)
         patience = RateLimitPatience(deadline)
+        reconnects = Reconnects(deadline)
         while True:
             # a rate limit is waited out here, not in request(): the poll after the pause holds that much less
             path = poll_path(job_id, poll_s(deadline, longest_s))
@@ -112,7 +120,11 @@ class Client:
             except PASSING as exc:
                 time.sleep(patience.pause_s(exc))
                 continue
+            except ServerUnreachable as exc:
+                time.sleep(reconnects.pause_s(exc))
+                continue
             patience.answered()
+            reconnects.reached()
             job = watch(answer)
             if is_terminal(job) or past(deadline):
                 return job

@@ -1,4 +1,5 @@
-"""Waiting for a job to end: when it has, how long each long-poll may hold, who hears of each change."""
+"""Waiting for a job to end: when it has, how long each long-poll may hold, who hears of each change, and
+how long a server that went away (a restart) is waited for."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from litejobs.client.errors import ServerUnreachable
 from litejobs.jobs import TERMINAL
 
 #: the server holds `?wait=` at most this long
@@ -50,3 +52,36 @@ class Watch:
         if new and self.on_change is not None:
             self.on_change(job)
         return job
+
+
+class Reconnects:
+    """The reconnect budget of a follower (an event stream, a wait): how long a server that went away
+    is tried again, so that a restart is ridden out. MAX_FAILURES tries in a row, 0.5 s apart and
+    doubling to MAX_PAUSE_S (about 17 s of pauses in all), never past the caller's `deadline`
+    (time.monotonic()). A server not yet reached in this call (no answer, no request taken) is
+    reported at once: a wrong URL or a server that is not running says so without the wait."""
+
+    #: consecutive failed tries before giving up
+    MAX_FAILURES = 6
+    FIRST_PAUSE_S = 0.5
+    MAX_PAUSE_S = 5.0
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self.connected = False
+        self.failures = 0
+
+    def reached(self) -> None:
+        """The server answered: the next break starts a fresh count."""
+        self.connected, self.failures = True, 0
+
+    def pause_s(self, exc: ServerUnreachable | None) -> float:
+        """The pause before trying again; raises `exc` when the server was never reached, stays away
+        too long, or the deadline has passed. `None`: a stream that broke or ended early, which does
+        not say the server is away (the next try does)."""
+        self.failures += 1
+        self.connected = self.connected or (exc is not None and exc.connected)
+        if exc is not None and (not self.connected or self.failures > self.MAX_FAILURES or past(self.deadline)):
+            raise exc
+        pause_s = min(self.MAX_PAUSE_S, self.FIRST_PAUSE_S * 2 ** (self.failures - 1))
+        return pause_s if self.deadline is None else max(0.0, min(pause_s, self.deadline - time.monotonic()))
