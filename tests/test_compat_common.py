@@ -145,3 +145,23 @@ def test_a_scrapellm_file_link_is_absolute_and_serves_the_file_with_the_key(tmp_
         assert link == f"{api.base_url}/v1/files/{job['job_id']}/snapshot.png"
         served = anyone.get(f"{link[len(api.base_url) :]}?api_key={ALICE}")
         assert served.status == 200 and served.body == png_like(64)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/compat/scraperapi/jobs", {"url": "{url}"}),
+        ("/compat/spidra/api/scrape", {"urls": ["{url}"]}),
+        ("/compat/scrapellm/scrapers/fetch/jobs", {"url": "{url}"}),
+    ],
+)
+def test_without_a_queue_a_dialect_with_no_sync_route_names_the_native_one_by_its_url(
+    tmp_path: Path, site: TargetSite, path: str, body: dict[str, Any]
+) -> None:
+    url = site.add_html("/", "<h1>Hi</h1>")
+    with ServerThread(make_config(tmp_path, queue={"enabled": False})) as api:
+        sent = {name: [url] if isinstance(value, list) else url for name, value in body.items()}
+        refused = api.http.post(path, sent)
+        named = f"POST {api.base_url}/v1/scrape"
+        assert refused.status == 503 and named in refused.body.decode() and "native API" in refused.body.decode()
+        assert api.http.post("/v1/scrape", {"url": url}).json["status"] == "completed"  # the route exists

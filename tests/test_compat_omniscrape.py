@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.support import Http, ServerThread, TargetSite, make_config
+from tests.test_ai import FakeModel
 from tests.test_compat_common import poll
 
 KEY = "omni-key"
@@ -128,3 +129,40 @@ def test_an_async_screenshot_is_an_absolute_url_that_serves_the_png(tmp_path: Pa
         assert shot == f"{api.base_url}/v1/files/{job['job_id']}/screenshot.png"
         png = http(api).get(shot[len(api.base_url) :], headers=H)
         assert png.status == 200 and png.body.startswith(b"\x89PNG")
+
+
+def test_extract_fields_and_the_models_answer_come_back_sync_and_async(tmp_path: Path, site: TargetSite) -> None:
+    model = FakeModel(site)
+    body = {"url": site.add_html("/", PAGE), "extract": {"prompt": "the heading", "fields": {"h": "h1"}}}
+    with ServerThread(make_config(tmp_path, auth={"keys": [KEY]}, ai=model.config())) as api:
+        sync = http(api).post(f"{BASE}/v1/scrape", body, headers=H).json
+        job = http(api).post(f"{BASE}/v1/scrape/async", body, headers=H).json
+        polled = until_done(api, job["poll"])["result"]
+        fields_only = http(api).post(f"{BASE}/v1/scrape", {**body, "extract": {"fields": {"h": "h1"}}}, headers=H)
+    assert len(model.requests) == 2
+    for answer in (sync, polled):
+        data = answer["data"]
+        assert data["content"] == PAGE  # the page, as without extract
+        assert data["extract"] == {"h": "Example Domain"}
+        assert data["ai_content"] == "Tea: 4 EUR" and data["ai_extraction_failed"] is False
+        assert answer["metadata"]["ai"]["model"] == "tiny" and answer["metadata"]["ai"]["total_tokens"] == 396
+    plain = fields_only.json
+    assert plain["data"]["extract"] == {"h": "Example Domain"}
+    assert "ai_content" not in plain["data"] and "ai" not in plain["metadata"]
+
+
+def test_without_a_model_the_prompt_says_it_failed_and_why(api: ServerThread, site: TargetSite) -> None:
+    body = {"url": site.add_html("/", PAGE), "output": "markdown", "extract": {"prompt": "the heading"}}
+    data = http(api).post(f"{BASE}/v1/scrape", body, headers=H).json["data"]
+    assert data["content"].startswith("# Example Domain")
+    assert data["ai_extraction_failed"] is True and data["ai_content"] == data["content"] and data["ai_error"]
+
+
+def test_routing_errors_under_the_mount_say_success_false(api: ServerThread) -> None:
+    wrong_method = http(api).delete(f"{BASE}/v1/jobs/job_x", headers=H)
+    assert wrong_method.status == 405 and wrong_method.headers["allow"] == "GET, HEAD"
+    assert wrong_method.json["success"] is False and wrong_method.json["error"]["code"] == "method_not_allowed"
+    nowhere = http(api).get(f"{BASE}/v1/nothing", headers=H)
+    assert nowhere.status == 404
+    assert nowhere.json["success"] is False and nowhere.json["error"]["code"] == "not_found"
+    assert nowhere.json["request_id"] == nowhere.headers["x-request-id"]

@@ -97,3 +97,13 @@ def test_an_unknown_scraper_or_a_missing_key_is_refused(api: ServerThread, site:
     assert Http(api.base_url).post(f"{BASE}/scrapers/fetch/jobs?url={site.url('/')}").status == 401
     bad = Http(api.base_url).post(f"{BASE}/scrapers/word_count/jobs?api_key={KEY}&url=x&min_length=0")
     assert bad.status == 422 and {d["field"] for d in bad.json["error"]["details"]} == {"url", "min_length"}
+
+
+def test_without_a_queue_a_kind_is_pointed_to_a_route_that_runs_it(tmp_path: Path, site: TargetSite) -> None:
+    url = site.add_html("/", PAGE)
+    with ServerThread(make_config(tmp_path, queue={"enabled": False})) as api:
+        crawl = Http(api.base_url).post(f"{BASE}/scrapers/crawl/jobs?{urlencode({'url': url, 'max_pages': 1})}")
+        route = f"{api.base_url}/compat/scrapio/v1/crawl"
+        assert crawl.status == 503 and f"POST {route}" in crawl.json["error"]["message"]
+        ran = Http(api.base_url).post(route[len(api.base_url) :], {"url": url, "max_pages": 1})
+        assert ran.status == 200 and ran.json["outputs"]["pages_crawled"] == 1

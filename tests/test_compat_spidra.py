@@ -140,6 +140,14 @@ def test_another_keys_job_is_403_and_an_unknown_one_404_in_spidras_shape(api: Se
     assert unknown.status == 404 and unknown.json == {"status": "error", "message": "Scrape not found"}
 
 
+def test_routing_errors_under_the_mount_are_in_spidras_shape(api: ServerThread) -> None:
+    wrong_method = Http(api.base_url).delete(f"{BASE}/api/scrape/job_x", headers=headers())
+    assert wrong_method.status == 405 and wrong_method.headers["allow"] == "GET, HEAD"
+    assert wrong_method.json == {"status": "error", "message": "Method Not Allowed"}
+    nowhere = Http(api.base_url).get(f"{BASE}/api/nothing", headers=headers())
+    assert nowhere.status == 404 and nowhere.json == {"status": "error", "message": "Not Found"}
+
+
 def test_a_bad_body_is_422_naming_spidras_fields(api: ServerThread) -> None:
     body = {"urls": [{"url": "ftp://x"}, {"url": "https://example.com", "actions": []}], "output": "csv"}
     resp = Http(api.base_url).post(f"{BASE}/api/scrape", body, headers=headers())

@@ -7,16 +7,27 @@ docs/compat.md lists, per vendor, what is supported and what differs.
 
 from __future__ import annotations
 
-from starlette.routing import Mount
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute, Mount
 
 from litejobs.api.dialects import omniscrape, scrapellm, scraperapi, scrapio, spidra
+from litejobs.api.dialects.common import ErrorShape, Speaking
 
-VENDORS = {
-    "scraperapi": scraperapi.ROUTES,
-    "scrapio": scrapio.ROUTES,
-    "omniscrape": omniscrape.ROUTES,
-    "spidra": spidra.ROUTES,
-    "scrapellm": scrapellm.ROUTES,
+#: each vendor's routes, and its error body (None: the native one, as its docs allow)
+VENDORS: dict[str, tuple[Sequence[BaseRoute], ErrorShape | None]] = {
+    "scraperapi": (scraperapi.ROUTES, None),
+    "scrapio": (scrapio.ROUTES, None),
+    "omniscrape": (omniscrape.ROUTES, omniscrape.error_shape),
+    "spidra": (spidra.ROUTES, spidra.error_shape),
+    "scrapellm": (scrapellm.ROUTES, None),
 }
 
-ROUTES: list[Mount] = [Mount(f"/compat/{vendor}", routes=routes) for vendor, routes in VENDORS.items()]
+
+def mount(vendor: str, routes: Sequence[BaseRoute], shape: ErrorShape | None) -> Mount:
+    if shape is None:
+        return Mount(f"/compat/{vendor}", routes=list(routes))
+    return Mount(f"/compat/{vendor}", app=Speaking(routes, shape))
+
+
+ROUTES: list[Mount] = [mount(vendor, routes, shape) for vendor, (routes, shape) in VENDORS.items()]

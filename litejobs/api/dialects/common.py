@@ -1,57 +1,98 @@
-"""What the vendor dialects share: the caller, jobs read by their unguessable id, vendor error bodies, file links."""
+"""What the vendor dialects share: the caller, jobs read by their unguessable id, vendor error bodies
+(on every answer under a vendor's mount), file links, a multi-page job's pages."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Router
+from starlette.types import Message, Receive, Scope, Send
 
 from litejobs import jsontext
 from litejobs.api.auth import owner_of_key, presented_key
-from litejobs.api.errors import error_response
 from litejobs.api.http import app_of, public_page, read_json
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
 from litejobs.engine import Engine
 from litejobs.errors import (
     Forbidden,
-    LitejobsError,
     NotFound,
+    QueueDisabled,
+    ShuttingDown,
     ValidationFailed,
 )
 from litejobs.jobs import Job, JobResult
 from litejobs.store import Submitted
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-#: a vendor's error body for an error: (request, error, the native body) → JSON
-ErrorShape = Callable[[Request, LitejobsError, dict[str, Any]], dict[str, Any]]
+#: a vendor's error body for an error: (request, error, the native body) → JSON. The error is a
+#: LitejobsError, routing's HTTPException (404, 405) or, for a crash, any exception.
+ErrorShape = Callable[[Request, Exception, dict[str, Any]], dict[str, Any]]
+#: where a scrapio client runs a kind inline: the other dialects name it when the queue is off
+SCRAPIO_INLINE = "/compat/scrapio/v1/{kind}"
 
 
 def engine_of(request: Request) -> Engine:
     return app_of(request).engine
 
 
-def speaking(shape: ErrorShape) -> Callable[[Endpoint], Endpoint]:
-    """Decorate a route so that its errors answer in the vendor's shape, with the native status."""
+class Speaking:
+    """A vendor's mount whose every error answers in the vendor's shape, with the native status and
+    headers (Retry-After, Allow): its endpoints' errors, routing's 404 and 405 under its base URL, a
+    crash's 500, and the `503 shutting_down` of a request a stop cut short. A vendor client checks
+    its own fields (`success`, `status: "error"`) whatever went wrong, not only on matched routes."""
 
-    def decorate(endpoint: Endpoint) -> Endpoint:
-        @functools.wraps(endpoint)
-        async def guarded(request: Request) -> Response:
-            try:
-                return await endpoint(request)
-            except LitejobsError as exc:
-                native = error_response(request, exc)
-                headers = {"Retry-After": native.headers["retry-after"]} if "retry-after" in native.headers else {}
-                body = shape(request, exc, jsontext.parse(native.body))
-                return JSONResponse(body, status_code=native.status_code, headers=headers)
+    def __init__(self, routes: Sequence[BaseRoute], shape: ErrorShape) -> None:
+        self.router = Router(list(routes))
+        self.shape = shape
 
-        return guarded
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """What Mount.routes gives (reverse routing, the 405's Allow header)."""
+        return self.router.routes
 
-    return decorate
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.router(scope, receive, send)
+            return
+        # no handler inside the mount: an endpoint's error comes up here, as routing's do
+        scope = {**scope, "starlette.exception_handlers": ({}, {})}
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.router(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            await self.answer(Request(scope, receive), exc, send)
+        except asyncio.CancelledError:
+            # the stop's deadline (or uvicorn's) cancels a request still running: the drain outside
+            # the mount would answer it natively; answer it here, then let the cancellation go on
+            request = Request(scope, receive)
+            if not started and engine_of(request).shutting_down:
+                stopped = ShuttingDown("the server is shutting down; it could not answer this request in time")
+                await self.answer(request, stopped, send)
+            raise
+
+    async def answer(self, request: Request, exc: Exception, send: Send) -> None:
+        """The app's own answer to `exc` (its handlers build the native body, log a crash), reshaped."""
+        handlers = request.app.exception_handlers
+        handler = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+        if handler is None:
+            raise exc
+        native: Response = await handler(request, exc)
+        body = self.shape(request, exc, jsontext.parse(bytes(native.body)))
+        headers = {k: v for k, v in native.headers.items() if k not in ("content-length", "content-type")}
+        await JSONResponse(body, status_code=native.status_code, headers=headers)(request.scope, request.receive, send)
 
 
 async def read_body(request: Request) -> dict[str, Any]:
@@ -81,6 +122,28 @@ async def submit_one(
         raise renamed(exc, "input.", input_as) from None
     [submitted] = await engine.submit([spec])
     return submitted
+
+
+def without_queue(request: Request, kind: Any) -> QueueDisabled:
+    """QueueDisabled for a client whose dialect has no synchronous route of its own: the native
+    message's `POST /v1/scrape` is a 404 under the dialect's base URL, so name a route that runs the
+    work now by its absolute URL, marked as litejobs' own rather than the vendor's."""
+    engine = engine_of(request)
+    prefix = "the job queue is disabled on this server (queue.enabled = false)"
+    within = f"within {engine.config.limits.sync_timeout_s:g} s"
+    if kind in ("fetch", "multi_fetch") or kind not in engine.kinds.names():
+        what = "each URL" if kind == "multi_fetch" else "the URL"
+        route = absolute_url(request, "/v1/scrape")
+        return QueueDisabled(
+            f'{prefix}: fetch {what} synchronously ({within}) with litejobs\' native API: POST {route} {{"url": ...}}'
+        )
+    if not engine.kinds.get(kind).sync_allowed:
+        return QueueDisabled(f"{prefix}, and the {kind!r} kind runs only as a job")
+    route = absolute_url(request, SCRAPIO_INLINE.format(kind=kind))
+    return QueueDisabled(
+        f"{prefix}: run it synchronously ({within}) with litejobs' Scrapio-compatible route POST {route}, "
+        "whose body is the kind's input"
+    )
 
 
 async def job_by_id(request: Request, job_id: str) -> tuple[Job, str]:

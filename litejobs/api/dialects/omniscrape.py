@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from litejobs.api.dialects.common import engine_of, read_body, renamed, result_of, speaking, submit_one
+from litejobs.api.dialects.common import engine_of, pages_of, read_body, renamed, result_of, submit_one
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
-from litejobs.errors import LitejobsError, ValidationFailed
+from litejobs.errors import ValidationFailed
 from litejobs.jobs import Job, JobResult, JobState, iso_ms
 
 CONTENT_OUTPUTS = ("html", "markdown", "text")
 #: always in `data` beside `content`; other requested outputs are added by their names
 BASE_FIELDS = ("status_code", "final_url", "content_type")
+#: what `extract: {prompt}` adds natively → its name in `data` (`content` is the page's there)
+AI_FIELDS = {"content": "ai_content", "ai_extraction_failed": "ai_extraction_failed", "ai_error": "ai_error"}
 
 
 def status_of(job: Job) -> str:
@@ -31,7 +34,7 @@ def status_of(job: Job) -> str:
     return "failed"
 
 
-def error_shape(request: Request, exc: LitejobsError, native: dict[str, Any]) -> dict[str, Any]:
+def error_shape(request: Request, exc: Exception, native: dict[str, Any]) -> dict[str, Any]:
     return {"success": False, **native}
 
 
@@ -54,7 +57,14 @@ def scrape_shape(result: JobResult, requested: list[str], elapsed_s: float | Non
     data: dict[str, Any] = {"content": outputs.get(content_name, "") if content_name else ""}
     data.update({name: outputs.get(name) for name in BASE_FIELDS})
     data.update({name: outputs[name] for name in requested if name != content_name and name in outputs})
-    return {"success": True, "data": data, "metadata": {"elapsed_time": elapsed_s}}
+    if "extract" in outputs:  # CSS `fields`: asked by `extract`, whether or not `output` names it
+        data["extract"] = outputs["extract"]
+    metadata: dict[str, Any] = {"elapsed_time": elapsed_s}
+    ai = result.stats.get("ai")
+    if isinstance(ai, Mapping):  # a prompt went to the model: its answer, or the fallback and why
+        data.update({ours: outputs[native] for native, ours in AI_FIELDS.items() if native in outputs})
+        metadata["ai"] = ai
+    return {"success": True, "data": data, "metadata": metadata}
 
 
 def _elapsed_s(result: JobResult, job: Job | None = None) -> float | None:
@@ -67,7 +77,6 @@ def _elapsed_s(result: JobResult, job: Job | None = None) -> float | None:
     return None if elapsed_ms is None else round(elapsed_ms / 1000, 3)
 
 
-@speaking(error_shape)
 async def scrape(request: Request) -> Response:
     owner(request)
     native = fetch_input(await read_body(request))
@@ -78,7 +87,6 @@ async def scrape(request: Request) -> Response:
     return JSONResponse(scrape_shape(result, requested(native), _elapsed_s(result)))
 
 
-@speaking(error_shape)
 async def scrape_async(request: Request) -> Response:
     who = owner(request)
     engine_of(request).check_accepting()
@@ -88,7 +96,6 @@ async def scrape_async(request: Request) -> Response:
     return JSONResponse(answer, status_code=202)
 
 
-@speaking(error_shape)
 async def get_job(request: Request) -> Response:
     who = owner(request)
     job = await engine_of(request).get(request.path_params["job_id"], who)
@@ -102,6 +109,7 @@ async def get_job(request: Request) -> Response:
     result = await result_of(request, job, who)
     if result is not None:
         data["result"] = scrape_shape(result, requested(job.input), _elapsed_s(result, job))
+        data["result"]["data"].update(await pages_of(request, job))  # a crawl's, `?offset=&limit=`
     elif job.status in (JobState.FAILED, JobState.CANCELLED):
         error = job.error or {"code": "cancelled", "message": "the job was cancelled"}
         data["error"] = {"code": error.get("code"), "message": error.get("message")}

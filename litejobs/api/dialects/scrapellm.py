@@ -9,10 +9,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from litejobs import jsontext
-from litejobs.api.dialects.common import job_by_id, read_body, renamed, result_of, submit_one
+from litejobs.api.dialects.common import job_by_id, pages_of, read_body, renamed, result_of, submit_one, without_queue
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
-from litejobs.errors import ValidationFailed
+from litejobs.errors import QueueDisabled, ValidationFailed
 from litejobs.jobs import JobState, iso_ms
 
 #: the vendor's promise: a failed scrape is tried up to this many times before the job fails
@@ -61,6 +61,8 @@ async def submit_job(request: Request) -> Response:
         spec["timeout_s"] = params["timeout"]
     try:
         job = (await submit_one(request, spec, who, input_as="")).job
+    except QueueDisabled:
+        raise without_queue(request, spec["kind"]) from None
     except ValidationFailed as exc:
         raise renamed(exc, "timeout_s", "timeout") from None
     return JSONResponse({"job_id": job.id, "status": STATUS[job.status]}, status_code=202)
@@ -77,7 +79,8 @@ async def get_job(request: Request) -> Response:
     body = {
         "job_id": job.id,
         "status": STATUS[job.status],
-        "result": result.outputs if result is not None else None,
+        # a crawl's pages beside its outputs, `?offset=&limit=` at a time
+        "result": {**result.outputs, **await pages_of(request, job)} if result is not None else None,
         "error": error,
         "created_at": iso_ms(job.created_at),
         "completed_at": iso_ms(job.completed_at),

@@ -9,10 +9,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from litejobs.api.dialects.common import engine_of, job_by_id, read_body, result_of, submit_one
+from litejobs.api.dialects.common import (
+    engine_of,
+    job_by_id,
+    pages_of,
+    read_body,
+    result_of,
+    submit_one,
+    without_queue,
+)
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
-from litejobs.errors import ValidationFailed
+from litejobs.errors import QueueDisabled, ValidationFailed
 from litejobs.fields import Fields
 from litejobs.jobs import Job, JobResult, JobState
 
@@ -62,10 +70,11 @@ def status_url(request: Request, job_id: str) -> str:
     return f"{str(request.url.replace(query='')).rstrip('/')}/{job_id}"
 
 
-def job_shape(job: Job, url: str, result: JobResult | None) -> dict[str, Any]:
+def job_shape(job: Job, url: str, result: JobResult | None, pages: dict[str, Any] | None = None) -> dict[str, Any]:
     """Any job in the table, in their shape: one submitted elsewhere (a Spidra `multi_fetch`, a
-    native crawl, a plugin's) may have no `url` in its input, nor an `html` or `headers` output.
-    `meta` is always there: the job does not record whether an empty one was sent."""
+    native crawl, a plugin's) may have no `url` in its input, nor an `html` or `headers` output; a
+    crawl's `pages` (pages_of()) sit in `response` beside its empty `body`. `meta` is always there:
+    the job does not record whether an empty one was sent."""
     target = job.input.get("url")
     body: dict[str, Any] = {
         "id": job.id,
@@ -75,7 +84,7 @@ def job_shape(job: Job, url: str, result: JobResult | None) -> dict[str, Any]:
         "meta": job.meta,
     }
     if result is not None:
-        body["response"] = response_shape(result.outputs)
+        body["response"] = {**response_shape(result.outputs), **(pages or {})}
     elif job.status == JobState.CANCELLED:
         body["error"] = "the job was cancelled"
     elif job.status == JobState.FAILED:
@@ -96,7 +105,10 @@ async def submit_job(request: Request) -> Response:
     body = submission(request, await read_body(request))
     native, key, meta = fetch_input(body)
     who = owner(request, key)
-    submitted = await submit_one(request, {"kind": "fetch", "input": native, "meta": meta}, who, input_as="")
+    try:
+        submitted = await submit_one(request, {"kind": "fetch", "input": native, "meta": meta}, who, input_as="")
+    except QueueDisabled:
+        raise without_queue(request, "fetch") from None
     job = submitted.job
     # a status of "running" from the start, as the vendor answers: the job is accepted and under way
     answer = {"id": job.id, "status": "running", "statusUrl": status_url(request, job.id), "url": native["url"]}
@@ -111,7 +123,9 @@ def _own_url(request: Request) -> str:
 
 async def get_job(request: Request) -> Response:
     job, who = await job_by_id(request, request.path_params["job_id"])
-    return JSONResponse(job_shape(job, _own_url(request), await result_of(request, job, who)))
+    result = await result_of(request, job, who)
+    pages = await pages_of(request, job) if result is not None else None
+    return JSONResponse(job_shape(job, _own_url(request), result, pages))
 
 
 async def cancel_job(request: Request) -> Response:

@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from litejobs.api.dialects.common import engine_of, read_body, result_of, speaking, submit_one
+from litejobs.api.dialects.common import engine_of, pages_of, read_body, result_of, submit_one, without_queue
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
-from litejobs.errors import Forbidden, LitejobsError, NotFound, ValidationFailed
+from litejobs.errors import Forbidden, NotFound, QueueDisabled, ValidationFailed
 from litejobs.fields import Fields, url_problem
 from litejobs.jobs import Job, JobResult, JobState
 from litejobs.kinds.multi import MAX_URLS
@@ -29,8 +29,8 @@ STATUS = {
 MESSAGES = {Forbidden: "You do not have permission to access this job.", NotFound: "Scrape not found"}
 
 
-def error_shape(request: Request, exc: LitejobsError, native: dict[str, Any]) -> dict[str, Any]:
-    body = {"status": "error", "message": MESSAGES.get(type(exc), exc.message)}
+def error_shape(request: Request, exc: Exception, native: dict[str, Any]) -> dict[str, Any]:
+    body = {"status": "error", "message": MESSAGES.get(type(exc), native["error"]["message"])}
     if native["error"]["details"]:
         body["details"] = native["error"]["details"]
     return body
@@ -62,10 +62,12 @@ def multi_input(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in native.items() if v is not None}
 
 
-def result_shape(result: JobResult) -> dict[str, Any]:
+def result_shape(result: JobResult, stored: dict[str, Any]) -> dict[str, Any]:
+    """`stored`: pages_of() of the job, whose pages (a crawl's) are `data`, with the paging beside."""
     outputs, stats = result.outputs, result.stats
     ai = stats.get("ai") if isinstance(stats.get("ai"), Mapping) else {}
-    data = [page_shape(page) for page in pages_in(outputs)]
+    data = [page_shape(page) for page in stored.get("pages") or pages_in(outputs)]
+    paging = {name: stored[name] for name in ("total_pages", "next_offset") if name in stored}
     return {
         "content": outputs.get("content"),
         "data": data,
@@ -78,6 +80,7 @@ def result_shape(result: JobResult) -> dict[str, Any]:
             "outputTokens": ai.get("output_tokens", 0),
             "totalTokens": ai.get("total_tokens", 0),
         },
+        **paging,
     }
 
 
@@ -107,12 +110,13 @@ def error_text(job: Job) -> str | None:
     return None
 
 
-@speaking(error_shape)
 async def submit_scrape(request: Request) -> Response:
     who = owner(request)
     native = multi_input(await read_body(request))
     try:
         job = (await submit_one(request, {"kind": "multi_fetch", "input": native}, who, input_as="")).job
+    except QueueDisabled:
+        raise without_queue(request, "multi_fetch") from None
     except ValidationFailed as exc:
         # multi_fetch names them `format`; the caller sent `output`
         details = [{**d, "field": "output"} if d["field"] == "format" else d for d in exc.details]
@@ -120,7 +124,6 @@ async def submit_scrape(request: Request) -> Response:
     return JSONResponse({"jobId": job.id, "status": STATUS[job.status]})
 
 
-@speaking(error_shape)
 async def get_scrape(request: Request) -> Response:
     who = owner(request)
     job = await engine_of(request).get(request.path_params["job_id"], who)
@@ -131,7 +134,7 @@ async def get_scrape(request: Request) -> Response:
     body = {
         "status": STATUS[job.status],
         "progress": progress,
-        "result": result_shape(result) if result is not None else None,
+        "result": result_shape(result, await pages_of(request, job)) if result is not None else None,
         "error": error_text(job),
     }
     return JSONResponse(body)
