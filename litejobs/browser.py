@@ -168,9 +168,10 @@ class BrowserPool:
                 await self._slots.acquire()
                 holding = True
             started = time.monotonic()  # the render's time runs from its page: queueing for one is not rendering
+            give_up_at = request.give_up_on_load_at(asyncio.get_running_loop().time())
             try:
                 async with asyncio.timeout(request.timeout_s):
-                    result = await self._render_leased(request)
+                    result = await self._render_leased(request, give_up_at)
             except TimeoutError:
                 raise RenderTimeout(f"render exceeded timeout_s={request.timeout_s:g}") from None
         finally:
@@ -180,10 +181,10 @@ class BrowserPool:
         self._stats["pages_rendered"] += 1
         return result
 
-    async def _render_leased(self, request: RenderRequest) -> RenderResult:
+    async def _render_leased(self, request: RenderRequest, give_up_at: float) -> RenderResult:
         running = await self._lease()
         try:
-            return await fixes.guarded(self._render_on(running, request), [running.lost])
+            return await fixes.guarded(self._render_on(running, request, give_up_at), [running.lost])
         except asyncio.CancelledError:
             self._in_background(self._check_alive(running))
             raise
@@ -195,14 +196,14 @@ class BrowserPool:
         finally:
             self._release(running)
 
-    async def _render_on(self, running: _Running, request: RenderRequest) -> RenderResult:
+    async def _render_on(self, running: _Running, request: RenderRequest, give_up_at: float) -> RenderResult:
         context = await running.browser.createIncognitoBrowserContext()
         try:
             await fixes.deny_downloads(context)
             page, crashed = await fixes.open_page(context)
             self._count_page(+1)
             try:
-                return await fixes.guarded(self._drive(page, request), [crashed])
+                return await fixes.guarded(self._drive(page, request, give_up_at), [crashed])
             finally:
                 await fixes.close_quietly(page.close(), _CLOSE_TIMEOUT_S)
                 self._count_page(-1)
@@ -213,7 +214,8 @@ class BrowserPool:
         self._stats["pages_open"] += delta
         self._stats["pages_open_peak"] = max(self._stats["pages_open_peak"], self._stats["pages_open"])
 
-    async def _drive(self, page: Page, request: RenderRequest) -> RenderResult:
+    async def _drive(self, page: Page, request: RenderRequest, give_up_at: float) -> RenderResult:
+        """`give_up_at` (event-loop time): when to stop waiting for `wait_until` and go on with the parsed page."""
         refused = unsendable_header(request.headers)
         if refused is not None:
             raise refused
@@ -227,7 +229,7 @@ class BrowserPool:
         await fixes.intercept_requests(page, guard.decide, scope.headers_for)
         await self._prepare(page, request, scope.others)
         try:
-            response = await fixes.goto(page, request.url, request.wait_until)
+            navigation = await fixes.goto(page, request.url, request.wait_until, give_up_at=give_up_at)
         except PyppeteerError:
             guard.raise_if_document_blocked()
             raise
@@ -243,10 +245,12 @@ class BrowserPool:
         if request.wait_ms:
             await asyncio.sleep(request.wait_ms / 1000)
         outcomes, shots = await run_actions(page, request.actions, guard, self._max_body_bytes)
-        result = await capture(page, request, response, outcomes, shots, self._max_body_bytes)
-        body = await self._own_body(page, response)
+        result = await capture(page, request, navigation.response, outcomes, shots, self._max_body_bytes)
+        body = await self._own_body(page, navigation.response)
         if body is not None:  # a JSON, text or PDF page: its body is the page, not Chromium's viewer of it
             result.html = body
+        navigation.raise_if_cut_off()  # a break reported after the load event: goto could not see it
+        result.wait_until_reached = navigation.complete
         return result
 
     async def _own_body(self, page: Page, response: Response | None) -> str | None:

@@ -37,6 +37,7 @@ _CONNECTION_FAILED = frozenset(
         "ERR_INVALID_HTTP_RESPONSE",
         "ERR_RESPONSE_HEADERS_TRUNCATED",
         "ERR_INCOMPLETE_CHUNKED_ENCODING",
+        "ERR_INVALID_CHUNKED_ENCODING",
         "ERR_CONTENT_LENGTH_MISMATCH",
         "ERR_CONTENT_DECODING_FAILED",
         "ERR_TUNNEL_CONNECTION_FAILED",
@@ -79,6 +80,8 @@ def _navigation_error(exc: Exception, url: str) -> JobError | None:
     if code.startswith("ERR_CERT_"):
         return NetworkError(f"the TLS certificate of {url} is not valid (net::{code})", retryable=False)
     if code in _CONNECTION_FAILED or code.startswith(_CONNECTION_FAILED_PREFIXES):
+        if exc.cut_off:  # type: ignore[attr-defined]
+            return NetworkError(f"the page at {url} broke off after its headers (net::{code})")
         return NetworkError(f"the connection to {url} failed (net::{code})")
     response = exc.response  # type: ignore[attr-defined]
     if response is not None and code == "ERR_HTTP_RESPONSE_CODE_FAILURE":

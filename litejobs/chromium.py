@@ -1,14 +1,18 @@
-"""The Chromium process: found, spawned in its own process group with a throwaway profile, measured, killed."""
+"""The Chromium process: found, spawned in its own process group with a throwaway profile, measured, killed;
+the profiles dead servers left behind, swept."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import json
+import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,6 +23,8 @@ from typing import Any
 from pyppeteer.launcher import DEFAULT_ARGS
 
 from litejobs.errors import BrowserError
+
+log = logging.getLogger("litejobs.browser")
 
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 #: Debian's /usr/bin/chromium is a sh wrapper that adds flags of its own; this is the binary it execs
@@ -62,6 +68,11 @@ WEBRTC_PROXIED_ONLY = "--webrtc-ip-handling-policy=disable_non_proxied_udp"
 #: of the WebRTC test pages sees TCP connections to the proxy alone and no datagram (0.0.0.0 only costs the
 #: address sorter a UDP connect(), which sends nothing).
 _RESOLVE_NOTHING = "MAP * 0.0.0.0, EXCLUDE 127.0.0.1"
+#: the profile folders litejobs makes in the temporary folder; nothing else there is ever swept
+PROFILE_PREFIX = "litejobs-chromium-"
+#: in each profile: the process that made it (pid, start time, boot id, PID namespace), read by the sweep
+PROFILE_OWNER_FILE = "litejobs-owner.json"
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 
 def find_chromium(configured: str = "") -> str | None:
@@ -146,11 +157,19 @@ class ChromiumProcess:
 
 
 async def spawn_chromium(executable: str, args: list[str], *, timeout_s: float) -> ChromiumProcess:
-    """Start Chromium and read its DevTools address from stderr, without blocking the event loop."""
-    profile = tempfile.mkdtemp(prefix="litejobs-chromium-")
+    """Start Chromium and read its DevTools address from stderr, without blocking the event loop. The
+    profiles of servers that died without removing theirs (SIGKILL, OOM) are removed first."""
+    await asyncio.to_thread(sweep_stale_profiles)
+    profile = await asyncio.to_thread(_make_profile)
     argv = [executable, *args, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
-    # Chromium's crashpad handler keeps its database under ~/.config unless told otherwise
-    env = {**os.environ, "XDG_CONFIG_HOME": f"{profile}/.config", "XDG_CACHE_HOME": f"{profile}/.cache"}
+    # Chromium's crashpad handler keeps its database under ~/.config unless told otherwise, and Chromium makes
+    # an org.chromium.Chromium.* folder in TMPDIR that only a clean exit removes: all go with the profile
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": f"{profile}/.config",
+        "XDG_CACHE_HOME": f"{profile}/.cache",
+        "TMPDIR": f"{profile}/tmp",
+    }
     try:
         process = ChromiumProcess(await _start(argv, env), profile)
     except BaseException:
@@ -207,6 +226,92 @@ async def _drain(process: ChromiumProcess) -> None:
     assert process.proc.stderr is not None
     while line := await process.proc.stderr.readline():
         process.stderr_tail.append(line.decode(errors="replace").strip())
+
+
+# -- pitfall 10: a SIGKILLed server leaves its profile (about 2 MB); the next launch on the machine sweeps it --
+
+
+def _make_profile() -> str:
+    """A new profile folder, named as litejobs' and holding its owner's identity before Chromium starts."""
+    profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
+    owner = this_process()
+    try:
+        os.mkdir(f"{profile}/tmp")
+        if owner is not None:
+            written = Path(profile, f"{PROFILE_OWNER_FILE}.tmp")
+            written.write_text(json.dumps(owner))
+            written.rename(Path(profile, PROFILE_OWNER_FILE))  # whole or absent: a sweep never reads half of it
+    except BaseException:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    return profile
+
+
+def this_process() -> dict[str, Any] | None:
+    """What names this process across PID reuse, reboots, containers and machines sharing a folder: host,
+    pid, start time (clock ticks since boot), boot id and PID namespace (its inode); None where /proc cannot
+    tell."""
+    pid = os.getpid()
+    try:
+        boot_id = Path(_BOOT_ID_FILE).read_text().strip()
+        pid_namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    started = _started(pid)
+    if started is None or not boot_id:
+        return None
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "started": started,
+        "boot_id": boot_id,
+        "pid_namespace": pid_namespace,
+    }
+
+
+def _started(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot; None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def sweep_stale_profiles(folder: str | None = None) -> list[str]:
+    """Remove the profile folders (PROFILE_PREFIX) in `folder` (the temporary folder) whose owner is provably
+    gone: made on this host before the last boot, or in this PID namespace by a process that no longer runs
+    (its pid free, or taken by a process started at another time). A folder without an owner file (an older
+    version's, or one being made), another host's and another PID namespace's (another container sharing
+    /tmp) are left alone, and so is every live server's. Returns the folders removed."""
+    me = this_process()
+    if me is None:
+        return []
+    removed = []
+    for entry in Path(folder or tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*"):
+        if entry.is_dir() and not entry.is_symlink() and _owner_gone(entry / PROFILE_OWNER_FILE, me):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+    if removed:
+        log.info("removed %d Chromium profile folders left by dead servers: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _owner_gone(owner_file: Path, me: dict[str, Any]) -> bool:
+    try:
+        owner = json.loads(owner_file.read_text())
+        host, pid, started, boot_id, namespace = (
+            owner[k] for k in ("host", "pid", "started", "boot_id", "pid_namespace")
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    if host != me["host"]:
+        return False  # another machine's, on a shared folder
+    if boot_id != me["boot_id"]:
+        return True  # every process of an earlier boot is gone
+    if namespace != me["pid_namespace"] or not isinstance(pid, int) or pid <= 0:
+        return False  # its pid names nothing this process can check
+    return _started(pid) != started  # None: no such process; another start time: the pid was reused
 
 
 # -- the Chromium tree, read from /proc ------------------------------------------------------------------

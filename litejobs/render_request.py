@@ -12,6 +12,8 @@ from litejobs.errors import BodyTooLarge
 WAIT_UNTIL = ("load", "domcontentloaded", "networkidle0", "networkidle2")
 #: the `block` names a render accepts, and the Fetch resourceType each one aborts
 BLOCKABLE = {"images": "Image", "fonts": "Font", "media": "Media", "stylesheets": "Stylesheet"}
+#: the most of a render's time kept, once `wait_until` is given up, for what follows the load
+AFTER_LOAD_MAX_S = 5.0
 
 
 @dataclass
@@ -42,6 +44,14 @@ class RenderRequest:
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
 
+    def give_up_on_load_at(self, started: float) -> float:
+        """When a render that began at `started` stops waiting for `wait_until` and goes on with the page as
+        it is, if its document is parsed (DOMContentLoaded): one stalled image or tracker holds back `load`
+        and the network-idle events for ever, and the page is there. The rest of timeout_s is kept for what
+        follows: `wait_ms`, then a quarter of the render's time, at most AFTER_LOAD_MAX_S, for `wait_for`,
+        the actions and the captures."""
+        return started + self.timeout_s - self.wait_ms / 1000 - min(self.timeout_s / 4, AFTER_LOAD_MAX_S)
+
 
 @dataclass
 class RenderResult:
@@ -56,6 +66,9 @@ class RenderResult:
     actions: list[dict[str, Any]] = field(default_factory=list)
     action_screenshots: list[bytes] = field(default_factory=list)
     elapsed_ms: float = 0.0
+    #: False when the render stopped waiting for `wait_until` (RenderRequest.give_up_on_load_at) and took
+    #: the page as it was: parsed, with something still loading
+    wait_until_reached: bool = True
 
 
 def shown_in_a_viewer(content_type: str) -> bool:

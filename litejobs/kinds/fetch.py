@@ -255,7 +255,13 @@ async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None
         # the MIME type alone, as the fetcher gives it: the browser has decoded the page already
         "content_type": mime_of(result.content_type),
         "headers": result.headers,
-        "stats": {"elapsed_ms": round(result.elapsed_ms, 1), "bytes": len(result.html.encode()), "rendered": True},
+        "stats": {
+            "elapsed_ms": round(result.elapsed_ms, 1),
+            "bytes": len(result.html.encode()),
+            "rendered": True,
+            # false: the render went on without `wait_until`, which a stalled subresource held back
+            "wait_until_reached": result.wait_until_reached,
+        },
     }
     if result.screenshot is not None:
         loaded["screenshot"] = await ctx.save_file("screenshot.png", result.screenshot, "image/png")

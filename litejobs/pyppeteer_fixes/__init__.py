@@ -28,6 +28,10 @@ Pitfall numbers are the notes'. The fixes, and where each one lives:
   pyppeteer expects a destroyed context: `wait_for_selector` and `across_navigations` go on in the next
   document (pages.py).
 - page.evaluate takes any script containing "=>" for a function: `evaluate_script` (pages.py).
+- a main document cut off after its headers still fires load (the page completes with a part of the
+  body), and one subresource that never loads holds back `load` for ever: `goto` watches the main
+  request's Network.loadingFailed (NavigationFailed cut_off) and, given `give_up_at`, settles for
+  DOMContentLoaded then (pages.py).
 """
 
 from litejobs.pyppeteer_fixes.connection import (

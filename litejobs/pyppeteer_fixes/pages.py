@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyppeteer import helper
 from pyppeteer.browser import BrowserContext
 from pyppeteer.dialog import Dialog
 from pyppeteer.errors import PageError, PyppeteerError
+from pyppeteer.frame_manager import FrameManager
 from pyppeteer.navigator_watcher import NavigatorWatcher
 from pyppeteer.network_manager import NetworkManager, Request, Response
 from pyppeteer.page import Page
@@ -113,48 +115,122 @@ async def close_quietly(closing: Awaitable[Any], timeout_s: float) -> None:
 
 
 # -- page.goto leaves its watcher task pending forever when navigation fails or is cancelled --------------
+# -- and takes a document whose body broke off (a reset, broken chunking) for a loaded page -----------------
 
 
 class NavigationFailed(PageError):
     """Chromium could not load the page; `response` is what the server answered, if it answered."""
 
-    def __init__(self, message: str, response: Response | None) -> None:
+    def __init__(self, message: str, response: Response | None, *, cut_off: bool = False) -> None:
         super().__init__(message)
         self.response = response
+        #: the server answered, then its body broke off: what Chromium shows is part of the page
+        self.cut_off = cut_off
 
 
-async def goto(page: Page, url: str, wait_until: str) -> Response | None:
+@dataclass
+class Navigation:
+    """Where goto left the page: the main document's answer, and whether `wait_until` came."""
+
+    request: Request | None
+    #: False when goto stopped waiting for `wait_until` at `give_up_at`, the document parsed (DOMContentLoaded)
+    complete: bool = True
+
+    @property
+    def response(self) -> Response | None:
+        return self.request.response if self.request is not None else None
+
+    def raise_if_cut_off(self) -> None:
+        """NavigationFailed if the document's body broke off after its headers (net::ERR_CONNECTION_RESET,
+        ERR_CONTENT_LENGTH_MISMATCH, ERR_INVALID_CHUNKED_ENCODING, ...). Chromium shows what arrived as
+        if it were the page and fires its load event; a fetch of it fails. ERR_ABORTED is the page's own
+        doing (window.stop(), a script that navigates away) and leaves a page."""
+        failure = _broken_off(self.request)
+        if failure is not None:
+            url = self.request.url if self.request is not None else ""
+            raise NavigationFailed(f"{failure} while loading the body of {url}", self.response, cut_off=True)
+
+
+def _broken_off(request: Request | None) -> str | None:
+    failure = request.failure() if request is not None and request.response is not None else None
+    text = str(failure.get("errorText") or "") if failure else ""
+    return text if text and "ERR_ABORTED" not in text else None
+
+
+async def goto(page: Page, url: str, wait_until: str, *, give_up_at: float | None = None) -> Navigation:
     """page.goto(url, waitUntil=wait_until, timeout=0) that always disposes of its navigation watcher.
 
     Otherwise each failed, blocked or cancelled navigation ends as "Task was destroyed but it is pending!".
     A navigation Chromium refuses raises NavigationFailed, which keeps the answer that made it refuse (a
-    download, a 204) so the error can name it.
+    download, a 204) so the error can name it; so does a document whose body broke off, at once (it never
+    goes network-idle). Past `give_up_at` (event-loop time) goto stops waiting for `wait_until` and returns
+    as soon as the document is parsed (Navigation.complete False): a stalled image holds back `load`.
     """
     frame = page.mainFrame
     requests: dict[str, Any] = {}
     documents: list[Request] = []
+    loop = asyncio.get_running_loop()
+    broken: asyncio.Future[Request] = loop.create_future()
+    parsed: asyncio.Future[None] = loop.create_future()
+    initial_loader = frame._loaderId
 
     def on_request(request: Request) -> None:
         requests.setdefault(request.url, request)
         if request.isNavigationRequest() and request.frame is frame:
             documents.append(request)
 
-    listener = helper.addEventListener(page._networkManager, NetworkManager.Events.Request, on_request)
+    def on_failed(request: Request) -> None:
+        if request in documents and _broken_off(request) and not broken.done():
+            broken.set_result(request)
+
+    def on_lifecycle(changed: Any) -> None:
+        new_document = frame._loaderId != initial_loader
+        if changed is frame and new_document and "DOMContentLoaded" in frame._lifecycleEvents and not parsed.done():
+            parsed.set_result(None)
+
+    manager = page._networkManager
+    listeners = [
+        helper.addEventListener(manager, NetworkManager.Events.Request, on_request),
+        helper.addEventListener(manager, NetworkManager.Events.RequestFailed, on_failed),
+        helper.addEventListener(page._frameManager, FrameManager.Events.LifecycleEvent, on_lifecycle),
+    ]
     watcher = NavigatorWatcher(page._frameManager, frame, 0, {"waitUntil": wait_until})
     try:
         error = await page._navigate(url, page._networkManager.extraHTTPHeaders().get("referer", ""))
         if error is not None:
             raise NavigationFailed(error, documents[-1].response if documents else None)
-        done, _pending = await watcher.navigationPromise()
-        failure = done.pop().exception()
-        if failure is not None:
-            raise failure
+        complete = await _settled(watcher.navigationPromise(), broken, parsed, give_up_at)
+        document = broken.result() if broken.done() else requests.get(frame._navigationURL)
     finally:
         watcher.cancel()
         watcher.navigationPromise().cancel()
-        helper.removeEventListeners([listener])
-    request = requests.get(frame._navigationURL)
-    return request.response if request is not None else None
+        helper.removeEventListeners(listeners)
+        for future in (broken, parsed):
+            future.cancel()
+    navigation = Navigation(document, complete)
+    navigation.raise_if_cut_off()
+    return navigation
+
+
+async def _settled(
+    navigated: asyncio.Future[Any],
+    broken: asyncio.Future[Request],
+    parsed: asyncio.Future[None],
+    give_up_at: float | None,
+) -> bool:
+    """Wait for `wait_until` (True), or past give_up_at for the document to be parsed (False); a broken-off
+    document ends the wait at once (its failure is raised by the caller)."""
+    timeout_s = None if give_up_at is None else max(0.0, give_up_at - asyncio.get_running_loop().time())
+    await asyncio.wait({navigated, broken}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    if not navigated.done() and not broken.done():
+        await asyncio.wait({navigated, broken, parsed}, return_when=asyncio.FIRST_COMPLETED)
+    if broken.done() or not navigated.done():
+        return False
+    done, _pending = navigated.result()
+    failure = done.pop().exception()
+    if failure is not None:
+        raise failure
+    return True
 
 
 # -- pyppeteer takes any script containing "=>" for a function, so `[1, 2].map(x => x + 1)` fails ---------
