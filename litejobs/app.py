@@ -57,7 +57,13 @@ def _browser_pool(config: Config, policy: NetworkPolicy) -> Any:
         from litejobs.browser import BrowserPool
     except ImportError:  # pyppeteer missing: rendering is reported unavailable, fetch still works
         return None
-    return BrowserPool(config.browser, policy, user_agent=None, max_body_bytes=config.fetch.max_body_bytes)
+    return BrowserPool(
+        config.browser,
+        policy,
+        user_agent=None,
+        max_body_bytes=config.fetch.max_body_bytes,
+        own_ports=policy.own_ports,
+    )
 
 
 def _file_area(config: Config, store: Store) -> FileArea:

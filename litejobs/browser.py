@@ -25,6 +25,7 @@ from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spa
 from litejobs.config import BrowserConfig, FetchConfig
 from litejobs.egress_proxy import EgressProxy, HostRules, Resolver, system_resolve
 from litejobs.errors import BlockedAddress, BrowserError, BrowserUnavailable
+from litejobs.netpolicy import OwnPorts
 from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult, resource_text, shown_in_a_viewer
 
 __all__ = [
@@ -92,13 +93,16 @@ class BrowserPool:
         host_resolver_rules: str = SERVICE_HOST_RULES,
         resolver: Resolver = system_resolve,
         max_body_bytes: int = FetchConfig.max_body_bytes,
+        own_ports: OwnPorts | None = None,
     ) -> None:
         """`resolver` replaces the system DNS lookup of the egress proxy (tests). A rendered page's HTML and each
-        action's result may be at most `max_body_bytes` ([fetch] max_body_bytes), as a fetched body."""
+        action's result may be at most `max_body_bytes` ([fetch] max_body_bytes), as a fetched body. Each
+        Chromium's DevTools port is put in `own_ports` while it runs, so that no job reaches it."""
         fixes.apply_connection_patches()
         self._config = config
         self._max_body_bytes = max_body_bytes
         self._policy = policy
+        self._own_ports = own_ports or OwnPorts()
         self._user_agent = user_agent
         self._rules = host_resolver_rules
         #: every connection of the pool's Chromium goes through it; started with the first launch
@@ -319,15 +323,19 @@ class BrowserPool:
         proxy_port = await self._proxy.start()
         args = chromium_args(self._rules, as_root=os.geteuid() == 0, proxy_port=proxy_port)
         process = await spawn_chromium(self._executable or "", args, timeout_s=cfg.launch_timeout_s)
+        devtools_port = urlsplit(process.ws_endpoint).port or 0
+        self._own_ports.add(devtools_port)
         try:
             viewport = {"width": cfg.viewport_width, "height": cfg.viewport_height}
             browser = await fixes.connect_browser(process.ws_endpoint, viewport, timeout_s=cfg.launch_timeout_s)
         except BaseException:
+            self._own_ports.discard(devtools_port)
             await process.stop(grace_s=0)
             raise
         running = _Running(process, browser, asyncio.get_running_loop().create_future())
         fixes.on_disconnect(browser, lambda reason: self._on_lost(running, reason))
         exited = asyncio.ensure_future(process.proc.wait())
+        exited.add_done_callback(lambda _: self._own_ports.discard(devtools_port))
         exited.add_done_callback(lambda _: self._on_lost(running, f"Chromium exited ({process.proc.returncode})"))
         self._stats["launches"] += 1
         self._crashed = False

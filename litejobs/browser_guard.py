@@ -16,8 +16,8 @@ ProxyRefusal = Callable[[str, int], BlockedAddress | None]
 
 
 class PolicyLike(Protocol):
-    def check_ip(self, ip: str) -> None:
-        """Raise BlockedAddress if jobs may not reach `ip`."""
+    def check_ip(self, ip: str, port: int | None = None) -> None:
+        """Raise BlockedAddress if jobs may not reach `ip` (at `port`, where known)."""
 
 
 def _no_refusal(host: str, port: int) -> BlockedAddress | None:
@@ -73,9 +73,10 @@ class RequestGuard:
             return None  # never leaves the browser
         if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
             raise BlockedAddress(f"the network policy forbids {parts.scheme}: URLs")
+        port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
         if parse_ip(parts.hostname) is not None:
-            self._policy.check_ip(parts.hostname)
-        return parts.hostname, parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+            self._policy.check_ip(parts.hostname, port)
+        return parts.hostname, port
 
     def raise_if_document_blocked(self) -> None:
         """Raise the refusal of a main-frame document, by the guard or by the egress proxy, if there was one."""

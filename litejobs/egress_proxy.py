@@ -197,7 +197,7 @@ class EgressProxy:
         addresses = await self._addresses(*target)
         try:
             for ip in addresses:
-                self._policy.check_ip(ip)
+                self._policy.check_ip(ip, target[1])
         except BlockedAddress as exc:
             self.refusals += 1
             message = str(exc) if parse_ip(host) is not None else f"{host} resolves to {ip}: {exc}"

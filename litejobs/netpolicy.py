@@ -1,7 +1,8 @@
-"""The network policy: which IP addresses a job may reach; pure, no I/O."""
+"""The network policy: which IP addresses (and ports of this server's own) a job may reach; pure, no I/O."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
@@ -73,6 +74,11 @@ def parse_ip(ip: str) -> Address | None:
         return None
 
 
+def _is_loopback(addr: Address) -> bool:
+    inner = embedded_ipv4(addr) if isinstance(addr, IPv6Address) else None
+    return addr.is_loopback or (inner is not None and inner.is_loopback)
+
+
 def embedded_ipv4(addr: IPv6Address) -> IPv4Address | None:
     """The IPv4 address an IPv6 form carries and would deliver to (mapped, 6to4, NAT64, Teredo...)."""
     if addr.ipv4_mapped is not None:
@@ -89,26 +95,50 @@ def embedded_ipv4(addr: IPv6Address) -> IPv4Address | None:
     return None
 
 
+class OwnPorts:
+    """Loopback ports this server listens on for itself (its Chromium's DevTools): no job may reach
+    them, whatever allow_private_networks says. DevTools drives every render: a job that reached it
+    could read or close another key's pages. Counted, as two browsers may come and go on one port."""
+
+    def __init__(self) -> None:
+        self._ports: Counter[int] = Counter()
+
+    def add(self, port: int) -> None:
+        self._ports[port] += 1
+
+    def discard(self, port: int) -> None:
+        self._ports[port] -= 1
+        if self._ports[port] <= 0:
+            del self._ports[port]
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._ports
+
+
 class NetworkPolicy:
     """Refuses addresses a scraping job must never reach, and private ones unless `allow_private`."""
 
     def __init__(self, allow_private: bool, blocked: Iterable[str] = ()) -> None:
         self.allow_private = allow_private
+        self.own_ports = OwnPorts()
         try:
             self._blocked = tuple(ip_network(cidr.strip(), strict=False) for cidr in blocked)
         except ValueError as exc:
             raise ConfigError(f"network policy: not an address range: {exc}") from None
 
-    def refusal(self, ip: str) -> str | None:
-        """Why the policy refuses `ip` ("is loopback (127.0.0.0/8)..."), or None when a job may reach it."""
+    def refusal(self, ip: str, port: int | None = None) -> str | None:
+        """Why the policy refuses `ip` (at `port`, where known) ("is loopback (127.0.0.0/8)..."), or
+        None when a job may reach it."""
         addr = parse_ip(ip)
         if addr is None:
             return "is not an IP address"
+        if port is not None and port in self.own_ports and _is_loopback(addr):
+            return f"is, at port {port}, this server's own browser control endpoint, which no job may reach"
         return self._refusal(addr)
 
-    def check_ip(self, ip: str) -> None:
-        """Raise BlockedAddress naming `ip` and the reason, unless a job may connect to it."""
-        reason = self.refusal(ip)
+    def check_ip(self, ip: str, port: int | None = None) -> None:
+        """Raise BlockedAddress naming `ip` and the reason, unless a job may connect to it (at `port`)."""
+        reason = self.refusal(ip, port)
         if reason is not None:
             raise BlockedAddress(f"the network policy refuses {ip}, which {reason}")
 

@@ -134,9 +134,10 @@ class WebhookSender:
 
     def _check_literal_host(self, url: str) -> None:
         # aiohttp connects to IP-literal hosts without asking the resolver (as in Fetcher)
-        host = URL(url).raw_host or ""
+        parsed = URL(url)
+        host = parsed.raw_host or ""
         if ":" in host or host.replace(".", "").isdigit():
-            self.policy.check_ip(host)
+            self.policy.check_ip(host, parsed.port)
 
 
 Attempted = Callable[[Delivery, Outcome, str], None]

@@ -31,7 +31,7 @@ class StandInPolicy:
     def __init__(self, blocked: tuple[str, ...] = ()) -> None:
         self.blocked = set(blocked)
 
-    def check_ip(self, ip: str) -> None:
+    def check_ip(self, ip: str, port: int | None = None) -> None:
         if ip in self.blocked:
             raise BlockedAddress(f"the network policy forbids {ip}")
 

@@ -185,7 +185,7 @@ from litejobs.browser import BrowserPool, RenderRequest, LOOPBACK_ONLY_RULES
 from litejobs.config import BrowserConfig
 
 class Allow:
-    def check_ip(self, ip):
+    def check_ip(self, ip, port=None):
         pass
 
 async def main():
