@@ -153,6 +153,9 @@ async def job_by_id(request: Request, job_id: str) -> tuple[Job, str]:
     if presented_key(request) is not None or not app.keys.enabled:
         who = owner(request)
         return await app.engine.get(job_id, who), who
+    # a keyless read spends the caller's own bucket (by address), never the job owner's: polling
+    # someone's status URL must not throttle the owner's own requests; unknown ids spend it too
+    app.rate_limit(f"keyless {request.client.host if request.client else '-'}")
     # Engine.get checks an owner; trying each configured key's owner finds the job without one
     for key in app.config.auth.keys:
         who = owner_of_key(key)
@@ -160,7 +163,6 @@ async def job_by_id(request: Request, job_id: str) -> tuple[Job, str]:
             job = await app.engine.get(job_id, who)
         except Forbidden:
             continue
-        app.rate_limit(who)
         return job, who
     raise NotFound()
 
