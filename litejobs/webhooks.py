@@ -4,6 +4,12 @@ A change on the feed that a job's webhook asks for becomes a `pending` row in th
 body, encoded once, so every retry sends and signs the same bytes). The Deliverer sends due rows
 with bounded concurrency and records each outcome: `delivered`, `pending` again with a backoff, or
 `failed`. Rows live in SQLite, so a restarted server resumes the pending ones.
+
+Fairness: a receiver that never answers holds a slot for the whole timeout_s, so slots are shared
+out as endpoint-isolating senders do: due rows are claimed in turns across receivers (the URL's
+scheme and authority), a receiver holds at most `concurrency - 1` slots, and one whose last attempt
+failed (no answer, 5xx, 408, 429) one slot, with every failing receiver together at most half of
+them. Another receiver's webhook then always finds a slot (with `concurrency` of 2 or more).
 """
 
 from __future__ import annotations
@@ -47,6 +53,17 @@ _RETRYABLE_4XX = frozenset({408, 429})
 #: how far back the start-up catch-up looks for jobs whose delivery was never recorded
 CATCH_UP_MS = 3_600_000
 CATCH_UP_LIMIT = 10_000
+
+
+#: how many failing receivers the Deliverer remembers (the oldest is forgotten first)
+FAILING_MEMORY = 10_000
+
+
+def receiver_of(url: str) -> str:
+    """Who a delivery goes to, for sharing the slots: the URL up to its path, lower-cased. The
+    stores' claims group rows by the same expression (sqlite_webhooks.RECEIVER)."""
+    end = url.find("/", 8)  # past "https://" and the host's first character
+    return (url if end < 0 else url[:end]).lower()
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -168,6 +185,10 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._adding: set[asyncio.Task[Any]] = set()
         self._sending: dict[str, asyncio.Task[None]] = {}
+        #: the receiver of each delivery being sent, by delivery id
+        self._receivers: dict[str, str] = {}
+        #: receivers whose last attempt here failed and may be retried (insertion-ordered, bounded)
+        self._failing: dict[str, None] = {}
         self._loop_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Deliverer:
@@ -238,25 +259,85 @@ class Deliverer:
             self._wake.clear()
             free = self.config.concurrency - len(self._sending)
             if free > 0:
+                # the claim may return rows of receivers at their cap: ask for that many more, so that
+                # the first row of every other receiver is among them; the capped ones go back at once
+                limit = free + min(self.config.concurrency, len(set(self._receivers.values())) + len(self._failing))
                 try:
-                    due = await self.store.claim_deliveries(self.clock(), free, lease_ms)
+                    due = await self.store.claim_deliveries(self.clock(), limit, lease_ms)
                 except (StoreUnavailable, StorageFull):  # logged once by the store, as is its end
                     due = []
                 except Exception:
                     log.exception("claiming webhook deliveries failed; trying again")
                     due = []
-                for delivery in due:
-                    task = asyncio.create_task(self._send(delivery), name=f"litejobs-webhook-{delivery.id}")
-                    self._sending[delivery.id] = task
-                    task.add_done_callback(functools.partial(self._sent, delivery.id))
-                if due and len(due) == free:
+                started, held_back = self._start_fairly(due, free)
+                if held_back:
+                    await self._give_back(held_back)
+                elif due and started == free:
                     continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
 
+    def _start_fairly(self, due: list[Delivery], free: int) -> tuple[int, list[Delivery]]:
+        """Start up to `free` of the claimed rows in turns across receivers, each within its cap;
+        returns how many started and the rows held back."""
+        busy = self._busy_by_receiver()
+        failing_busy = sum(n for receiver, n in busy.items() if receiver in self._failing)
+        waiting = sorted(due, key=lambda d: d.attempts > 0)  # first attempts ahead of retries, else oldest
+        started = 0
+        while waiting and started < free:
+            candidates = [d for d in waiting if self._has_room(receiver_of(d.url), busy, failing_busy)]
+            if not candidates:
+                break
+            pick = min(candidates, key=lambda d: busy.get(receiver_of(d.url), 0))
+            waiting.remove(pick)
+            receiver = receiver_of(pick.url)
+            busy[receiver] = busy.get(receiver, 0) + 1
+            failing_busy += receiver in self._failing
+            self._start(pick, receiver)
+            started += 1
+        return started, waiting
+
+    def _has_room(self, receiver: str, busy: dict[str, int], failing_busy: int) -> bool:
+        slots = self.config.concurrency
+        if receiver in self._failing:
+            return busy.get(receiver, 0) < 1 and failing_busy < max(1, slots // 2)
+        return busy.get(receiver, 0) < max(1, slots - 1)
+
+    def _busy_by_receiver(self) -> dict[str, int]:
+        busy: dict[str, int] = {}
+        for receiver in self._receivers.values():
+            busy[receiver] = busy.get(receiver, 0) + 1
+        return busy
+
+    def _start(self, delivery: Delivery, receiver: str) -> None:
+        task = asyncio.create_task(self._send(delivery), name=f"litejobs-webhook-{delivery.id}")
+        self._sending[delivery.id] = task
+        self._receivers[delivery.id] = receiver
+        task.add_done_callback(functools.partial(self._sent, delivery.id))
+
+    async def _give_back(self, held_back: list[Delivery]) -> None:
+        """Claimed rows whose receiver is at its cap are due again now, for this or another process."""
+        try:
+            await self.store.release_deliveries([d.id for d in held_back], self.clock())
+        except (StoreUnavailable, StorageFull):
+            pass  # their claim runs out instead (CLAIM_MARGIN_S past the timeout)
+        except Exception:
+            log.exception("could not give back %d webhook deliveries; their claim will run out", len(held_back))
+
     def _sent(self, delivery_id: str, task: asyncio.Task[None]) -> None:
         self._sending.pop(delivery_id, None)
+        self._receivers.pop(delivery_id, None)
         self._wake.set()
+
+    def _note_receiver(self, receiver: str, outcome: Outcome) -> None:
+        """Remember who is failing: a delivered answer clears it, a retryable failure sets it."""
+        if outcome.delivered:
+            self._failing.pop(receiver, None)
+        elif outcome.retryable:
+            self._failing.pop(receiver, None)
+            self._failing[receiver] = None
+            if len(self._failing) > FAILING_MEMORY:
+                del self._failing[next(iter(self._failing))]
 
     async def _send(self, delivery: Delivery) -> None:
         headers = {
@@ -271,6 +352,7 @@ class Deliverer:
         except Exception as exc:  # a bug, not the receiver's fault: keep the row moving, say what broke
             log.exception("webhook %s could not be sent", delivery.id)
             outcome = Outcome(None, f"internal_error: {type(exc).__name__}: {exc}", retryable=True)
+        self._note_receiver(receiver_of(delivery.url), outcome)
         attempt = delivery.attempts + 1
         next_at = None
         if outcome.delivered:

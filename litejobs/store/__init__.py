@@ -136,7 +136,9 @@ class Store(Protocol):
         worker is in `dead_owners`; a failed one is kept retention_ms after it ends, as any ended job."""
         ...
 
-    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]: ...
+    async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
+        """Delete up to `limit` jobs past their expires_at, but not one with a pending webhook
+        delivery (it goes once the delivery ends); returns their ids."""
 
     async def next_run_at(self) -> int | None: ...
 
@@ -179,8 +181,9 @@ class Store(Protocol):
         """Record a pending delivery, due now."""
 
     async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
-        """Take up to `limit` due deliveries, oldest first, pushing their next_at `lease_ms` ahead so
-        that no other sender (another process on the file) takes them meanwhile."""
+        """Take up to `limit` due deliveries in turns across receivers (each receiver's oldest first,
+        then each one's second...; first attempts before retries within a turn), pushing their next_at
+        `lease_ms` ahead so that no other sender (another process on the file) takes them meanwhile."""
 
     async def record_delivery(
         self,

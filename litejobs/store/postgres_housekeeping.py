@@ -9,7 +9,7 @@ from litejobs.jobs import Job, recovery_error
 from litejobs.store import Change, Recovered
 from litejobs.store.postgres_records import dumps, end_attempt, notify_work
 from litejobs.store.postgres_schema import SWEEP_LOCK
-from litejobs.store.rows import JOB_COLUMNS, job_of_row
+from litejobs.store.rows import JOB_COLUMNS, NO_PENDING_DELIVERY, job_of_row
 
 
 class Housekeeping:
@@ -88,12 +88,14 @@ class Housekeeping:
         return {r[0]: job_of_row(r) for r in rows}
 
     async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
-        """One node sweeps at a time: the others find the advisory lock taken and sweep nothing."""
+        """One node sweeps at a time: the others find the advisory lock taken and sweep nothing. A job
+        whose webhook is still being delivered stays until the delivery ends (as on SQLite)."""
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
                 return []
             rows = await conn.fetch(
-                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= $1 LIMIT $2) RETURNING id",
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs j WHERE expires_at <= $1 "
+                f"AND {NO_PENDING_DELIVERY} LIMIT $2) RETURNING id",
                 now_ms,
                 limit,
             )

@@ -7,6 +7,19 @@ from typing import TYPE_CHECKING, Any
 from litejobs.store import Delivery
 from litejobs.store.rows import DELIVERY_COLUMNS, delivery_of_row, new_delivery_id
 
+#: The receiver of a delivery, as in SQLite (sqlite_webhooks.RECEIVER) and webhooks.receiver_of
+RECEIVER = "lower(substr(url, 1, strpos(substr(url, 9) || '/', '/') + 7))"
+#: Due deliveries in turns across receivers, as in SQLite. A lock cannot sit beside a window
+#: function: the turns are ranked first, then the chosen rows locked, skipping those another node is
+#: claiming (twice `limit` candidates, so that a node that loses a race still finds some).
+FAIR_DUE = (
+    "SELECT d.seq FROM webhook_deliveries d JOIN (SELECT seq, turn, attempts > 0 AS retry, next_at FROM "
+    f"(SELECT seq, next_at, attempts, row_number() OVER (PARTITION BY {RECEIVER} ORDER BY next_at, seq) AS turn "
+    "FROM webhook_deliveries WHERE state = 'pending' AND next_at <= $2) ranked "
+    "ORDER BY turn, retry, next_at, seq LIMIT 2 * $3) r ON r.seq = d.seq "
+    "ORDER BY r.turn, r.retry, r.next_at, r.seq LIMIT $3 FOR UPDATE OF d SKIP LOCKED"
+)
+
 
 class WebhookDeliveries:
     """Mixed into PostgresStore. A claim pushes next_at a lease ahead in one statement that skips
@@ -31,8 +44,7 @@ class WebhookDeliveries:
 
     async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
         rows = await self._fetch(
-            "UPDATE webhook_deliveries SET next_at = $1 WHERE seq IN (SELECT seq FROM webhook_deliveries "
-            "WHERE state = 'pending' AND next_at <= $2 ORDER BY next_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
+            f"UPDATE webhook_deliveries SET next_at = $1 WHERE seq IN ({FAIR_DUE}) "
             f"AND state = 'pending' AND next_at <= $2 RETURNING {DELIVERY_COLUMNS}",
             now_ms + lease_ms,
             now_ms,

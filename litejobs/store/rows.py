@@ -1,4 +1,4 @@
-"""Job rows as both stores return them: JSON columns and the Job they make; no SQL here."""
+"""Job rows as both stores return them: JSON columns and the Job they make, and the SQL both share."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ def loads(text: str | None) -> Any:
 def dumps(value: Any) -> str:
     return jsontext.text(value)
 
+
+#: the sweep's condition in both stores: a job past its expiry stays while a delivery of its webhook is
+#: pending (retries included); it goes at the first sweep after the delivery ends
+NO_PENDING_DELIVERY = "NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.job_id = j.id AND d.state = 'pending')"
 
 #: the columns of a job row, in this order in every SELECT and RETURNING of both stores
 JOB_COLUMNS = (

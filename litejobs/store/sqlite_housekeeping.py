@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from litejobs.jobs import Job, recovery_error
 from litejobs.store import Change, Recovered
-from litejobs.store.rows import stats_of
+from litejobs.store.rows import NO_PENDING_DELIVERY, stats_of
 from litejobs.store.sqlite_rows import JOB_COLUMNS, dumps, end_attempt, job_of_row
 
 
@@ -42,9 +42,13 @@ class Housekeeping:
         return await self._write(op)
 
     async def sweep_expired(self, now_ms: int, limit: int) -> list[str]:
+        """Not a job whose webhook is still being delivered: its rows go with the job (a cascade),
+        and its terminal webhook would be lost. It goes at the first sweep after the delivery ends."""
+
         def op(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
-                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= ? LIMIT ?) RETURNING id",
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs j WHERE expires_at <= ? "
+                f"AND {NO_PENDING_DELIVERY} LIMIT ?) RETURNING id",
                 (now_ms, limit),
             ).fetchall()
             return [r["id"] for r in rows]

@@ -9,6 +9,18 @@ from typing import TYPE_CHECKING, Any
 from litejobs.store import Delivery
 from litejobs.store.rows import DELIVERY_COLUMNS, delivery_of_row, new_delivery_id
 
+#: The receiver of a delivery: its URL up to the path (scheme and authority), lower-cased; the same
+#: expression as webhooks.receiver_of, so that the claim's turns and the sender's caps agree
+RECEIVER = "lower(substr(url, 1, instr(substr(url, 9) || '/', '/') + 7))"
+#: Due deliveries in turns: every receiver's oldest first, then every receiver's second..., first
+#: attempts before retries within a turn. Oldest-first alone let one receiver's backlog (a receiver
+#: that never answers, its retries coming back first) take every slot from everyone else's webhooks.
+FAIR_DUE = (
+    "SELECT seq FROM (SELECT seq, next_at, attempts, row_number() OVER "
+    f"(PARTITION BY {RECEIVER} ORDER BY next_at, seq) AS turn FROM webhook_deliveries "
+    "WHERE state = 'pending' AND next_at <= ?) ORDER BY turn, attempts > 0, next_at, seq LIMIT ?"
+)
+
 
 class WebhookDeliveries:
     """Mixed into SqliteStore. Like the jobs' writes, every change is one statement guarded by the
@@ -34,8 +46,7 @@ class WebhookDeliveries:
     async def claim_deliveries(self, now_ms: int, limit: int, lease_ms: int) -> list[Delivery]:
         def op(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
-                "UPDATE webhook_deliveries SET next_at = ? WHERE seq IN (SELECT seq FROM webhook_deliveries "
-                "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT ?) "
+                f"UPDATE webhook_deliveries SET next_at = ? WHERE seq IN ({FAIR_DUE}) "
                 f"AND state = 'pending' AND next_at <= ? RETURNING {DELIVERY_COLUMNS}",
                 (now_ms + lease_ms, now_ms, limit, now_ms),
             ).fetchall()
