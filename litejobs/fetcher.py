@@ -36,6 +36,22 @@ _BODY_HEADERS = ("Content-Type", "Content-Length", "Content-Encoding", "Transfer
 # Sent to the requested origin only: a redirect to another origin must not carry the caller's secrets.
 _CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: headers aiohttp alone sets: they frame the message or govern the connection, which all jobs share
+#: (RFC 9112 6.1-6.3, RFC 9110 7.6.1 and 10.1.1). A job's input is refused with them at submit
+#: (kinds/fetch_input.py); this is for every other caller (plugins).
+FRAMING_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "expect",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 @dataclass
@@ -82,7 +98,7 @@ class PolicyResolver(AbstractResolver):
             raise NetworkError(f"could not resolve {host}: {_reason(exc)}") from exc
         if not results:
             raise NetworkError(f"could not resolve {host}: it has no addresses")
-        refusals = [self._policy.refusal(result["host"]) for result in results]
+        refusals = [self._policy.refusal(result["host"], result["port"]) for result in results]
         allowed = [result for result, refusal in zip(results, refusals, strict=True) if refusal is None]
         if not allowed:
             ip = results[0]["host"]
@@ -123,27 +139,39 @@ class Fetcher:
         self._inner_resolver = resolver
         self._resolver: PolicyResolver | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._one_shot: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
         inner = self._inner_resolver or aiohttp.DefaultResolver()
         self._resolver = PolicyResolver(inner, self.policy)
-        connector = aiohttp.TCPConnector(limit=self.config.connections, resolver=self._resolver)
-        self._session = aiohttp.ClientSession(
+        self._session = self._new_session(force_close=False)
+        # A request with a body goes on a connection used once: a target that leaves a body unread
+        # (a "CL.0" desync) would take its bytes for the next request on the connection, which
+        # could be another owner's; bodiless requests carry no bytes a job chooses beyond headers.
+        self._one_shot = self._new_session(force_close=True)
+        return self
+
+    def _new_session(self, *, force_close: bool) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.connections, resolver=self._resolver, force_close=force_close
+        )
+        return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # decompressed here, under the size cap (gzip bombs)
             trust_env=False,  # a proxy from the environment would bypass the network policy
             cookie_jar=aiohttp.DummyCookieJar(),  # jobs must not see each other's cookies
             timeout=aiohttp.ClientTimeout(),  # fetch() keeps one deadline for the whole exchange
         )
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        session, self._session = self._session, None
+        sessions = (self._session, self._one_shot)
+        self._session = self._one_shot = None
         resolver, self._resolver = self._resolver, None
-        if session is not None:
-            await session.close()
+        for session in sessions:
+            if session is not None:
+                await session.close()
         if resolver is not None and self._inner_resolver is None:
             await resolver.close()
 
@@ -168,7 +196,7 @@ class Fetcher:
         duplicates): whatever it raises ends the fetch. `cookies` are sent to each hop they match on
         the origin of `url` (FetchCookies).
         """
-        if self._session is None:
+        if self._session is None or self._one_shot is None:
             raise RuntimeError("the Fetcher is not open: use `async with Fetcher(...) as fetcher`")
         problem = url_problem(url)
         if problem:
@@ -185,7 +213,7 @@ class Fetcher:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
-                answer, redirects = await self._follow(self._session, first, jar, cap, before_redirect)
+                answer, redirects = await self._follow(first, jar, cap, before_redirect)
         except TimeoutError:
             raise FetchTimeout(f"{url} did not answer within {timeout_s:g} s (connect, headers and body)") from None
         return _page(url, answer, redirects, (time.perf_counter() - started) * 1000)
@@ -197,12 +225,15 @@ class Fetcher:
         for name, value in (extra or {}).items():
             if not _TOKEN.match(name) or any(ch in str(value) for ch in "\r\n\x00"):
                 raise FetchError(f"invalid request header {name!r}", retryable=False)
+            if name.lower() in FRAMING_HEADERS:
+                raise FetchError(
+                    f"the request header {name!r} is set by the HTTP client, not by a job", retryable=False
+                )
             headers[name] = str(value)
         return headers
 
     async def _follow(
         self,
-        session: aiohttp.ClientSession,
         hop: _Hop,
         jar: FetchCookies,
         cap: BodyCap,
@@ -211,7 +242,7 @@ class Fetcher:
         redirects: list[str] = []
         first = hop
         for _ in range(self.config.max_redirects + 1):
-            outcome = await self._exchange(session, hop, jar, cap)
+            outcome = await self._exchange(hop, jar, cap)
             if isinstance(outcome, _Answer):
                 return outcome, redirects
             if before_redirect is not None:
@@ -223,11 +254,11 @@ class Fetcher:
             f"(fetch.max_redirects); the last redirect led to {hop.url}"
         )
 
-    async def _exchange(
-        self, session: aiohttp.ClientSession, hop: _Hop, jar: FetchCookies, cap: BodyCap
-    ) -> _Answer | _Hop:
+    async def _exchange(self, hop: _Hop, jar: FetchCookies, cap: BodyCap) -> _Answer | _Hop:
         """One request: the final answer, or the hop its redirect points to."""
         self._check_literal_host(hop.url)
+        session = self._session if hop.body is None else self._one_shot
+        assert session is not None  # fetch() checked
         try:
             async with session.request(
                 hop.method,
@@ -250,10 +281,11 @@ class Fetcher:
 
     def _check_literal_host(self, url: str) -> None:
         """aiohttp connects to IP-literal hosts without asking the resolver, so check them here."""
-        host = URL(url).raw_host or ""
+        parsed = URL(url)
+        host = parsed.raw_host or ""
         # The same test aiohttp uses to skip the resolver; check_ip refuses what it cannot parse.
         if ":" in host or host.replace(".", "").isdigit():
-            self.policy.check_ip(host)
+            self.policy.check_ip(host, parsed.port)
 
 
 def _page(url: str, answer: _Answer, redirects: list[str], elapsed_ms: float) -> Page:

@@ -13,6 +13,7 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _GLOB_TOKEN = re.compile(r"/\*\*\Z|\*\*/|\*\*|\*|\?")
+_WILDCARDS = frozenset({"*", "**", "**/", "/**"})
 _MEDIA = "png jpg jpeg gif webp svg ico bmp tif tiff avif heic mp3 mp4 m4a m4v wav ogg oga webm avi mov mkv flv wmv"
 _ARCHIVES = "zip gz tgz bz2 xz 7z rar tar exe dmg iso bin msi apk deb rpm woff woff2 ttf otf eot css js mjs map"
 _DOCUMENTS = "pdf doc docx xls xlsx ppt pptx odt ods odp"
@@ -119,23 +120,121 @@ def site_host(host: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """A path glob as a regex for `fullmatch` on a URL path.
+def compile_glob(pattern: str) -> Glob:
+    """A path glob, for `fullmatch` on a URL path.
 
     `*` is any run of characters but `/`, `?` one such character, `**` anything (across `/`), `**/`
     zero or more whole segments, a final `/**` the path itself or anything below it. A pattern that
     does not start with `/` matches at any depth (`*.html` is `/**/*.html`).
     """
     pattern = normalize_escapes(pattern.strip())
-    parts: list[str] = [] if pattern.startswith("/") else ["(?:.*/)?"]
+    tokens: list[str] = [] if pattern.startswith("/") else ["**/"]
     position = 0
     for match in _GLOB_TOKEN.finditer(pattern):
-        parts.append(re.escape(pattern[position : match.start()]))
-        token = match.group()
-        parts.append({"/**": "(?:/.*)?", "**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}[token])
+        tokens.extend(pattern[position : match.start()])
+        tokens.append(match.group())
         position = match.end()
-    parts.append(re.escape(pattern[position:]))
-    return re.compile("".join(parts))
+    tokens.extend(pattern[position:])
+    return Glob(pattern, _simplified(tokens))
+
+
+def _simplified(tokens: list[str]) -> list[str]:
+    """The same language with fewer wildcards in a row, so that no chain of empty moves is long: a
+    run of wildcards holding a bare `**` is `**` (`.*` absorbs `[^/]*`, `(.*/)?` and `(/.*)?` on
+    either side), and `**/**/` is `**/`."""
+    out: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if token in _WILDCARDS:
+            if not (run and token == "**/" and run[-1] == "**/"):
+                run.append(token)
+            continue
+        out.extend(["**"] if "**" in run else run)
+        run = []
+        if token:
+            out.append(token)
+    return out
+
+
+class Glob:
+    """A glob matched by a bit-parallel NFA (bit i: "the path so far matches the first i elements").
+
+    A regex with several `**` backtracks exponentially in the path's length (and `re` keeps the GIL,
+    so the server would stop); this runs in time linear in the path, whatever the pattern. Each
+    (states, character) step is remembered, so the ordinary case is a dict lookup per character.
+    """
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, pattern: str, tokens: list[str]) -> None:
+        self.pattern = pattern
+        self._literal: dict[str, int] = {}  #: char -> the states it advances
+        one = star = anything = loops = splits = 0
+        state = 0
+        for token in tokens:
+            bit = 1 << state
+            if token == "?":
+                one |= bit
+            elif token == "*":
+                star |= bit
+                loops |= bit
+            elif token == "**":
+                anything |= bit
+                loops |= bit
+            elif token == "**/":  # (?:.*/)?: skip the next two states, or any run then "/"
+                splits |= bit
+                anything |= bit << 1
+                loops |= bit << 1
+                self._literal["/"] = self._literal.get("/", 0) | bit << 2
+                state += 2
+            elif token == "/**":  # (?:/.*)?: skip them, or "/" then any run
+                splits |= bit
+                self._literal["/"] = self._literal.get("/", 0) | bit << 1
+                anything |= bit << 2
+                loops |= bit << 2
+                state += 2
+            else:
+                self._literal[token] = self._literal.get(token, 0) | bit
+            state += 1
+        self._one, self._star, self._anything, self._loops, self._splits = one, star, anything, loops, splits
+        self._accept = 1 << state
+        self._start = self._closed(1)
+        self._steps: dict[tuple[int, str], int] = {}
+
+    def __repr__(self) -> str:
+        return f"Glob({self.pattern!r})"
+
+    def _closed(self, states: int) -> int:
+        """`states` with every state reachable from them by empty moves: past a loop, past a split or
+        over it (both jump three states: the split and the two it guards)."""
+        while True:
+            more = states | ((states & self._loops) << 1) | ((states & self._splits) << 1)
+            more |= (states & self._splits) << 3
+            if more == states:
+                return states
+            states = more
+
+    def _step(self, states: int, char: str) -> int:
+        advance = self._literal.get(char, 0) | (self._one if char != "/" else 0)
+        stay = (self._star if char != "/" else 0) | self._anything
+        return self._closed(((states & advance) << 1) | (states & stay))
+
+    def fullmatch(self, path: str) -> bool:
+        """Whether the whole of `path` matches."""
+        states = self._start
+        steps = self._steps
+        for char in path:
+            key = (states, char)
+            following = steps.get(key)
+            if following is None:
+                following = self._step(states, char)
+                if len(steps) >= self._CACHE_LIMIT:
+                    steps.clear()
+                steps[key] = following
+            states = following
+            if not states:
+                return False
+        return bool(states & self._accept)
 
 
 def path_of(url: str) -> str:
@@ -155,8 +254,8 @@ class Scope:
     sites: frozenset[str]
     same_domain: bool = True
     allow_subdomains: bool = False
-    include: tuple[re.Pattern[str], ...] = field(default=())
-    exclude: tuple[re.Pattern[str], ...] = field(default=())
+    include: tuple[Glob, ...] = field(default=())
+    exclude: tuple[Glob, ...] = field(default=())
 
     @classmethod
     def around(

@@ -1,7 +1,8 @@
 """JSONResponse: Starlette's, encoded by litejobs.jsontext (orjson: the same compact UTF-8 bytes,
 faster; a float NaN or infinity becomes null where Starlette's raised, a 500 after the fact).
 `file_bytes_response`: a file kept in the database, answered as Starlette's FileResponse answers one
-on disk (byte ranges, ETag, Last-Modified), so that a client sees no difference between the two."""
+on disk (byte ranges, ETag, Last-Modified), so that a client sees no difference between the two.
+`file_headers`: what keeps a stored file from running as a page of the API's origin."""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ from litejobs import jsontext
 MAX_RANGES = 100
 #: files larger than this are hashed for their ETag in a thread, not on the event loop
 HASH_IN_THREAD_BYTES = 1024 * 1024
+#: a stored file shown as a document runs nothing, loads nothing and has an opaque origin (GitHub's
+#: raw files have the same policy); images and plain text still display under it
+FILE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
+#: types a browser only displays: shown inline. Anything else (HTML, SVG, XML, JavaScript, JSON, an
+#: unknown type) is a download, so a plugin's file of scraped HTML never runs on the API's origin.
+_INLINE_TYPES = frozenset(
+    {
+        "application/pdf",
+        "image/apng",
+        "image/avif",
+        "image/bmp",
+        "image/gif",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/x-icon",
+        "image/vnd.microsoft.icon",
+        "text/plain",
+    }
+)
 
 
 class JSONResponse(responses.JSONResponse):
@@ -40,13 +61,26 @@ async def bytes_etag(data: bytes) -> str:
     return f'"{digest.hexdigest()}"'
 
 
+def file_headers(name: str, media_type: str) -> dict[str, str]:
+    """nosniff always; a download for a type a browser would run. A PDF gets no sandbox: Chromium
+    will not start its PDF viewer in a sandboxed document, and a PDF's script runs in the viewer's
+    own origin, never the API's. `name` is a stored file name (letters, digits, `._-` only)."""
+    headers = {"x-content-type-options": "nosniff"}
+    mime = media_type.partition(";")[0].strip().lower()
+    if mime != "application/pdf":
+        headers["content-security-policy"] = FILE_CSP
+    if mime not in _INLINE_TYPES:
+        headers["content-disposition"] = f'attachment; filename="{name}"'
+    return headers
+
+
 def file_bytes_response(
-    request: Request, data: bytes, media_type: str, etag: str, modified_at_ms: int | None
+    request: Request, data: bytes, media_type: str, etag: str, modified_at_ms: int | None, name: str
 ) -> responses.Response:
     """The whole file (200), one range of it or several (206, multipart/byteranges), 416 for a range
     past its end, 400 for a Range that is not one; `If-Range` that is not its ETag or Last-Modified
     gets the whole file. Starlette's FileResponse rules, for bytes already in memory."""
-    headers = {"accept-ranges": "bytes", "etag": etag}
+    headers = {"accept-ranges": "bytes", "etag": etag, **file_headers(name, media_type)}
     if modified_at_ms is not None:
         headers["last-modified"] = formatdate(modified_at_ms / 1000, usegmt=True)
     asked = request.headers.get("range")
@@ -58,9 +92,10 @@ def file_bytes_response(
     try:
         ranges = _byte_ranges(asked, size)
     except _Unsatisfiable:
-        return responses.PlainTextResponse(status_code=416, headers={"content-range": f"bytes */{size}"})
+        unsatisfiable = {"content-range": f"bytes */{size}", "x-content-type-options": "nosniff"}
+        return responses.PlainTextResponse(status_code=416, headers=unsatisfiable)
     except ValueError as exc:
-        return responses.PlainTextResponse(str(exc), status_code=400)
+        return responses.PlainTextResponse(str(exc), status_code=400, headers={"x-content-type-options": "nosniff"})
     if not ranges:
         return responses.Response(data, media_type=media_type, headers=headers)
     if len(ranges) == 1:

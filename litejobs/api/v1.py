@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from litejobs.api.auth import ANONYMOUS, presented_key
 from litejobs.api.http import app_of, attempt_body, job_body, public_page, query_number, read_json, result_body
-from litejobs.api.responses import JSONResponse, bytes_etag, file_bytes_response
+from litejobs.api.responses import JSONResponse, bytes_etag, file_bytes_response, file_headers
 from litejobs.engine import request_hash
 from litejobs.errors import NotFound, ValidationFailed
 from litejobs.fields import Fields
@@ -222,11 +222,11 @@ async def get_file(request: Request) -> Response:
     if found is None:
         raise NotFound(f"the file {name!r} is gone")
     if isinstance(found, Path):
-        return FileResponse(found, media_type=stored.content_type)
+        return FileResponse(found, media_type=stored.content_type, headers=file_headers(name, stored.content_type))
     # a job's files are written while it runs: once it has ended, its end is their last change
     modified_at_ms = job.completed_at if job.is_terminal else None
     etag = await bytes_etag(found)
-    return file_bytes_response(request, found, stored.content_type, etag, modified_at_ms)
+    return file_bytes_response(request, found, stored.content_type, etag, modified_at_ms, name)
 
 
 ROUTES = [

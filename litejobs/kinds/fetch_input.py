@@ -9,6 +9,7 @@ from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
+from litejobs.fetcher import FRAMING_HEADERS
 from litejobs.fields import Fields
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -18,10 +19,8 @@ BROWSER_OUTPUTS = frozenset({"screenshot", "pdf"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: control characters a header value may not hold (tab may); CR, LF and NUL are Fields.str_map's
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-#: headers Chromium will not send from a page (net::ERR_INVALID_ARGUMENT), besides Proxy-*
-_UNSAFE_IN_BROWSER = frozenset(
-    {"content-length", "cookie2", "host", "keep-alive", "set-cookie", "te", "trailer", "transfer-encoding", "upgrade"}
-)
+#: headers Chromium will not send from a page (net::ERR_INVALID_ARGUMENT), besides Proxy-* and the framing
+_UNSAFE_IN_BROWSER = frozenset({"cookie2", "host", "set-cookie"})
 #: a pseudo-class or pseudo-element, with its argument if it has one without parentheses in it
 _PSEUDO = re.compile(r"::?-?[A-Za-z_][\w-]*(?:\([^()]*\))?")
 #: name and value together, as Chromium counts a cookie's size
@@ -75,13 +74,19 @@ def _cookie_problems(cookie: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def check_headers(f: Fields, values: dict[str, Any]) -> None:
     """Header names must be HTTP tokens, values free of control characters (the fetch failed on them
-    at run time); a page loaded in the browser cannot send the headers Chromium reserves."""
+    at run time); no job sets the framing headers; a page loaded in the browser cannot send the
+    headers Chromium reserves."""
     in_browser = _needs_browser(values)
     for name, value in values["headers"].items():
         if any(ch in name for ch in "\r\n\x00"):
             continue  # Fields.str_map said so
         if not _TOKEN.fullmatch(name):
             f.problem(f"headers.{name}", "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
+        elif name.lower() in FRAMING_HEADERS:
+            # Host stays allowed: aiohttp writes it as the one Host line, it frames nothing, and naming
+            # the virtual host of an address is a real use. The others would let a job desynchronise
+            # a lenient target on the connection pool every owner shares.
+            f.problem(f"headers.{name}", "is set by the HTTP client, which frames the request and owns the connection")
         elif in_browser and (name.lower() in _UNSAFE_IN_BROWSER or name.lower().startswith("proxy-")):
             f.problem(f"headers.{name}", "is a header Chromium does not send from a rendered page")
         if isinstance(value, str) and _CONTROL.search(value) and not any(ch in value for ch in "\r\n\x00"):
