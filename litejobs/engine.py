@@ -186,10 +186,14 @@ class Engine:
     async def submit(self, specs: list[JobSpec]) -> list[Submitted]:
         self.check_accepting()
         submitted = await self.store.submit(specs, self.clock(), self.config.queue.max_depth)
-        fresh = [s.job.run_at for s in submitted if not s.replayed]
+        fresh = [s.job for s in submitted if not s.replayed]
         if fresh:
             assert self.workers is not None
-            self.workers.notify(min(fresh))
+            if any(job.status == JobState.WAITING for job in fresh):
+                self.workers.notify()
+            delayed = [job.run_at for job in fresh if job.status == JobState.DELAYED]
+            if delayed:  # the promoter's, however the batch mixes them with jobs due now
+                self.workers.notify(min(delayed))
         for item in submitted:
             if not item.replayed:
                 self.feed.publish(item.job)

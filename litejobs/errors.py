@@ -9,6 +9,7 @@ LitejobsError
 │   ├── NotFound                   404
 │   ├── IdempotencyConflict        409
 │   ├── JobFinished                409
+│   │   └── JobNotRetryable        409 job_finished: a retry of a job that is not failed or cancelled
 │   ├── ResultNotAvailable         409
 │   ├── PayloadTooLarge            413
 │   ├── UnsupportedMediaType       415
@@ -101,6 +102,21 @@ class JobFinished(ApiError):
     """The job has already finished and cannot be cancelled."""
 
     code = "job_finished"
+
+
+class JobNotRetryable(JobFinished):
+    """Only failed or cancelled jobs can be retried."""
+
+    # API.md's 409 codes have none for "not finished yet": its code stays job_finished (what clients
+    # branch on), and the message says what the job is
+
+    @classmethod
+    def because(cls, status: str) -> JobNotRetryable:
+        if status in ("waiting", "delayed", "active"):
+            why = "it has not finished (cancel it first, or wait for it to end)"
+        else:
+            why = "it has its result (submit it again to run it anew)"
+        return cls(f"only failed or cancelled jobs can be retried; this one is {status}: {why}")
 
 
 class ResultNotAvailable(ApiError):

@@ -16,6 +16,8 @@ from litejobs.events import ChangeFeed
 from litejobs.job_context import JobContext, Resources
 from litejobs.jobs import Job, JobResult, JobState, backoff_s, should_retry
 from litejobs.kinds import KindRegistry
+from litejobs.leases import LeaseKeeper
+from litejobs.promotion import Promoter
 from litejobs.store import Store
 from litejobs.worker_ids import new_worker_id
 
@@ -56,8 +58,9 @@ def error_of(exc: BaseException) -> tuple[dict[str, str], bool]:
 
 
 class WorkerPool:
-    """`concurrency` jobs at once in this process. Woken at once by `notify()` after a submit, at a
-    delayed job's run_at, and every IDLE_POLL_S for jobs submitted by another process."""
+    """`concurrency` jobs at once in this process. Woken at once by `notify()` after a submit, by
+    the promoter when delayed jobs come due, and every IDLE_POLL_S for jobs submitted by another
+    process."""
 
     def __init__(
         self,
@@ -91,11 +94,15 @@ class WorkerPool:
         #: outcome writes under way (retried while the database is away); stop() ends them
         self._writes: set[asyncio.Task[Job | None]] = set()
         self._wake = asyncio.Event()
-        #: when the dispatcher's sleep ends (clock ms) while it sleeps; None while it is awake or waits
-        #: only for a slot to free: a job due later than this needs no wake (it reads run_at again then)
-        self._sleep_ends_ms: int | None = None
-        #: set to renew (and so check) every lease now rather than at the next heartbeat
-        self._check_leases = asyncio.Event()
+        self._leases = LeaseKeeper(
+            store,
+            self.worker_id,
+            self._running,
+            lease_ms=self.lease_ms,
+            recheck_s=resources.config.store.recheck_s,
+            clock=clock,
+        )
+        self._promoter = Promoter(store, feed, clock=clock, on_promoted=self._wake.set)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -110,7 +117,8 @@ class WorkerPool:
     async def __aenter__(self) -> WorkerPool:
         self._tasks = [
             asyncio.create_task(self._dispatch_forever(), name="litejobs-dispatcher"),
-            asyncio.create_task(self._heartbeat_forever(), name="litejobs-heartbeat"),
+            asyncio.create_task(self._leases.keep_forever(), name="litejobs-heartbeat"),
+            asyncio.create_task(self._promoter.promote_forever(), name="litejobs-promoter"),
         ]
         return self
 
@@ -118,9 +126,10 @@ class WorkerPool:
         await self.stop(self.resources.config.server.shutdown_grace_s)
 
     def notify(self, due_at_ms: int | None = None) -> None:
-        """A job is due at `due_at_ms` (None: now): claim without waiting for the next poll, unless
-        the dispatcher wakes before then anyway (a submit of delayed jobs costs it no claim)."""
-        if due_at_ms is not None and self._sleep_ends_ms is not None and due_at_ms >= self._sleep_ends_ms:
+        """A job is due at `due_at_ms` (None: now): claim without waiting for the next poll; one due
+        later is the promoter's (a submit of delayed jobs costs no claim)."""
+        if due_at_ms is not None and due_at_ms > self.clock():
+            self._promoter.expect(due_at_ms)
             return
         self._wake.set()
 
@@ -129,12 +138,12 @@ class WorkerPool:
         been cancelled there, or recovered as lost: check the leases now, so that its work stops at
         once rather than at the next heartbeat (up to a third of lease_s later)."""
         if job_id in self._running:
-            self._check_leases.set()
+            self._leases.check_now()
 
     def recheck_leases(self) -> None:
         """Notices may have been missed (the LISTEN connection came back): check every lease now."""
         if self._running:
-            self._check_leases.set()
+            self._leases.check_now()
 
     async def cancel_local(self, job_id: str, timeout_s: float = 2.0) -> None:
         """Stop the task running `job_id` here, if any (its job was cancelled in the store)."""
@@ -149,6 +158,7 @@ class WorkerPool:
         if self._stopping:
             return
         self._stopping = True
+        self._promoter.stop()
         self._wake.set()
         if self._running:
             await asyncio.wait(set(self._running.values()), timeout=grace_s)
@@ -174,8 +184,9 @@ class WorkerPool:
             can_claim = free > 0 and self._isolated is None
             if can_claim:
                 try:
+                    # the promoter makes due jobs waiting, and announces them: a claim does not
                     jobs = await self.store.claim(
-                        free, self.worker_id, self.clock(), self.lease_ms, idle=not self._running
+                        free, self.worker_id, self.clock(), self.lease_ms, idle=not self._running, promote=False
                     )
                 except Exception as exc:
                     # an outage, or a full disk, is logged once by the store, as is its end
@@ -187,24 +198,9 @@ class WorkerPool:
                     self._start(job)
                 if len(jobs) == free:
                     continue
-            await self._sleep_until_due(can_claim)
-
-    async def _sleep_until_due(self, can_claim: bool) -> None:
-        """Until woken, the next delayed job's run_at, or IDLE_POLL_S. With no slot to claim into,
-        only a freed slot (which wakes it) matters: the store is not read for run_at then, which
-        spared a busy pool a read per finished job."""
-        timeout = IDLE_POLL_S
-        if can_claim:
-            with contextlib.suppress(Exception):
-                next_run = await self.store.next_run_at()
-                if next_run is not None:
-                    timeout = min(timeout, max(0.0, (next_run - self.clock()) / 1000))
-            self._sleep_ends_ms = self.clock() + int(timeout * 1000)
-        try:
+            # until a submit, a freed slot or the promoter wakes it; the poll finds other processes' jobs
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-        finally:
-            self._sleep_ends_ms = None
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
     def _start(self, job: Job) -> None:
         if job.recoveries:
@@ -311,6 +307,8 @@ class WorkerPool:
         await self._record(
             job, lambda at: self.store.fail(job.id, self.worker_id, error, retry_at, at, self._expiry(at))
         )
+        if retry_at is not None:
+            self._promoter.expect(retry_at)
 
     async def _record(self, job: Job, write: Callable[[int], Awaitable[Job | None]]) -> None:
         """Write the outcome (`write(now_ms)`), then announce it. The write is shielded and the
@@ -379,34 +377,3 @@ class WorkerPool:
 
     def _expiry(self, now_ms: int) -> int:
         return now_ms + int(self.resources.config.store.retention_s * 1000)
-
-    async def _heartbeat_forever(self) -> None:
-        """Renew the leases every third of lease_s, and at once when asked (`_check_leases`)."""
-        interval = max(0.05, self.lease_ms / 3000)
-        loop = asyncio.get_running_loop()
-        due = loop.time() + interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check_leases.wait(), max(0.0, due - loop.time()))
-            self._check_leases.clear()
-            if loop.time() >= due:
-                due = loop.time() + interval
-            await self._renew_leases()
-
-    async def _renew_leases(self) -> None:
-        """Extend the running jobs' leases, and stop the work of those no longer this pool's: a
-        job cancelled elsewhere, or recovered as lost by a sweeper."""
-        ids = list(self._running)
-        if not ids:
-            return
-        try:
-            alive = await self.store.heartbeat(ids, self.worker_id, self.clock() + self.lease_ms)
-        except (StoreUnavailable, StorageFull):
-            return  # logged once by the store; renewed at the first heartbeat once writes succeed again
-        except Exception:
-            log.exception("heartbeat failed")
-            return
-        for job_id in set(ids) - alive:
-            task = self._running.get(job_id)
-            if task is not None:
-                task.cancel()

@@ -57,6 +57,8 @@ LAYERS: dict[str, int] = {
     "litejobs.plugins": 2,
     # 3 runtime
     "litejobs.worker": 3,
+    "litejobs.leases": 3,
+    "litejobs.promotion": 3,
     "litejobs.job_context": 3,
     "litejobs.worker_ids": 3,
     "litejobs.sweeper": 3,

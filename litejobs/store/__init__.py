@@ -93,9 +93,15 @@ class Store(Protocol):
     ) -> tuple[list[Job], int | None]:
         """Newest first; returns the jobs and the cursor for the next page (None at the end)."""
 
-    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
-        """Promote due delayed jobs, then lease up to `limit` waiting jobs, best priority first. A job
-        recovered from a dead worker is taken alone, and only when `idle` (the caller runs nothing)."""
+    async def claim(
+        self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True, promote: bool = True
+    ) -> list[Job]:
+        """Promote due delayed jobs (unless `promote` is False: the caller does, with promote_due, and
+        announces them), then lease up to `limit` waiting jobs, best priority first. A job recovered
+        from a dead worker is taken alone, and only when `idle` (the caller runs nothing)."""
+
+    async def promote_due(self, now_ms: int, limit: int) -> list[Job]:
+        """Make up to `limit` delayed jobs whose run_at has come waiting; returns them as they now are."""
 
     async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
         """Extend leases; returns the ids still active under this worker (others were cancelled)."""

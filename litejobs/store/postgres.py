@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull
+from litejobs.errors import IdempotencyConflict, JobFinished, JobNotRetryable, NotFound, QueueFull
 from litejobs.jobs import TERMINAL, Job, JobResult, JobSpec, JobState, new_job_id
 from litejobs.store import StoreUnavailable, Submitted
+from litejobs.store.postgres_claims import CLAIM, PROMOTE, PROMOTE_BATCH
 from litejobs.store.postgres_hosts import HostSlots
 from litejobs.store.postgres_housekeeping import Housekeeping
 from litejobs.store.postgres_listen import Listener, Notices
@@ -41,39 +42,6 @@ log = logging.getLogger("litejobs.store")
 
 #: connections per node: the workers' claims and outcomes, heartbeats, the API's reads
 POOL_SIZE = 16
-
-# One statement: lock up to $1 waiting jobs in claim order, skipping rows another node is claiming;
-# cut the list at the first job recovered from a dead worker (it runs alone, and only for an idle
-# caller, $5), lease what remains and open each job's attempt. Its run is derived as SQLite's
-# OPEN_ATTEMPT does: attempt 1 opens a new run, a later one continues the latest (a conflict is a
-# retried job's stale row from before runs, replaced).
-_CLAIM = f"""
-WITH candidates AS (
-    SELECT seq, recoveries, priority, run_at FROM jobs WHERE status = 'waiting'
-    ORDER BY priority DESC, run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED
-), ranked AS (
-    SELECT seq, recoveries, row_number() OVER (ORDER BY priority DESC, run_at, seq) AS rank FROM candidates
-), cut AS (
-    SELECT min(rank) AS rank FROM ranked WHERE recoveries > 0
-), chosen AS (
-    SELECT ranked.seq FROM ranked, cut
-    WHERE cut.rank IS NULL OR ranked.rank < cut.rank OR (cut.rank = 1 AND ranked.rank = 1 AND $5)
-), claimed AS (
-    UPDATE jobs SET status = 'active', attempts = attempts + 1, lease_until = $2, lease_owner = $3,
-        started_at = COALESCE(started_at, $4), updated_at = $4, progress = NULL
-    FROM chosen WHERE jobs.seq = chosen.seq AND jobs.status = 'waiting'
-    RETURNING {", ".join("jobs." + c.strip() for c in JOB_COLUMNS.split(","))}
-), opened AS (
-    INSERT INTO attempts (job_id, run, number, started_at)
-    SELECT claimed.id, (
-        SELECT CASE WHEN claimed.attempts = 1 THEN coalesce(max(a.run), 0) + 1 ELSE coalesce(max(a.run), 1) END
-        FROM attempts a WHERE a.job_id = claimed.id
-    ), claimed.attempts, $4 FROM claimed
-    ON CONFLICT (job_id, run, number) DO UPDATE
-        SET started_at = EXCLUDED.started_at, ended_at = NULL, outcome = NULL, error = NULL
-)
-SELECT * FROM claimed ORDER BY priority DESC, run_at, seq
-"""
 
 
 class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices):
@@ -242,20 +210,25 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
 
     # --- the worker's side -------------------------------------------------------------------
 
-    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
+    async def claim(
+        self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True, promote: bool = True
+    ) -> list[Job]:
+        """`promote=False`: the caller promotes due jobs itself (promote_due), and announces them."""
         async with self._pool.acquire() as conn:
-            # due delayed jobs become waiting first; rows another node is promoting are skipped
-            due = await conn.fetch(
-                "UPDATE jobs SET status = 'waiting', updated_at = $1 WHERE seq IN (SELECT seq FROM jobs "
-                "WHERE status = 'delayed' AND run_at <= $1 FOR UPDATE SKIP LOCKED) AND status = 'delayed' "
-                "RETURNING id, owner",
-                now_ms,
-            )
-            self._changed((r["id"], r["owner"]) for r in due)
-            rows = await conn.fetch(_CLAIM, limit, now_ms + lease_ms, worker_id, now_ms, idle)
+            if promote:  # due delayed jobs become waiting first
+                self._announce([job_of(r) for r in await conn.fetch(PROMOTE, now_ms, PROMOTE_BATCH)])
+            rows = await conn.fetch(CLAIM, limit, now_ms + lease_ms, worker_id, now_ms, idle)
         claimed = [job_of(r) for r in rows]
         self._announce(claimed)
         return claimed
+
+    async def promote_due(self, now_ms: int, limit: int) -> list[Job]:
+        """As SqliteStore.promote_due; the other nodes' workers are woken to claim them."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(PROMOTE, now_ms, limit)
+            if rows:
+                await notify_work(conn)
+        return self._announce([job_of(r) for r in rows])
 
     async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
         if not job_ids:
@@ -374,7 +347,7 @@ class PostgresStore(Records, Housekeeping, WebhookDeliveries, HostSlots, Notices
             if was is None:
                 raise NotFound()
             if JobState(was) not in (JobState.FAILED, JobState.CANCELLED):
-                raise JobFinished(f"only failed or cancelled jobs can be retried; this one is {was}")
+                raise JobNotRetryable.because(was)
             # started_at goes too: the next claim sets it, so the new run's duration is its own
             row = await conn.fetchrow(
                 "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = $1, updated_at = $1, "

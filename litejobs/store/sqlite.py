@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from litejobs.errors import IdempotencyConflict, JobFinished, NotFound, QueueFull, StorageFull
+from litejobs.errors import IdempotencyConflict, JobFinished, JobNotRetryable, NotFound, QueueFull, StorageFull
 from litejobs.jobs import Job, JobResult, JobSpec, JobState, new_job_id
-from litejobs.store import StoreUnavailable, Submitted
+from litejobs.store import Recovered, StoreUnavailable, Submitted
 from litejobs.store.rows import CANCELLED_RESULT, guarded_status
 from litejobs.store.sqlite_artefacts import Artefacts
+from litejobs.store.sqlite_depth import QueueGauge
 from litejobs.store.sqlite_housekeeping import Housekeeping
 from litejobs.store.sqlite_open import admitted_pages, connect, migrate, used_pages
 from litejobs.store.sqlite_rows import (
@@ -31,6 +31,11 @@ from litejobs.store.writer import GroupWriter, is_disk_full
 
 #: due delayed jobs one claim makes waiting; the claims that follow take the rest
 PROMOTE_BATCH = 100
+#: delayed jobs whose run_at has come, oldest first (a claim's, and promote_due's)
+_PROMOTE = (
+    "UPDATE jobs SET status = 'waiting', updated_at = ? WHERE seq IN (SELECT seq FROM jobs "
+    f"WHERE status = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?) RETURNING {JOB_COLUMNS}"
+)
 
 
 class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
@@ -46,8 +51,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
         self._writer: GroupWriter | None = None
         #: pages new jobs may fill (max_db_mb); the rest up to max_page_count is for stored jobs to run
         self._admitted_pages = 0
-        #: (queue depth when last counted, monotonic time of that count, jobs submitted since)
-        self._depth_seen: tuple[int, float, int] = (0, -1e9, 0)
+        self._depth = QueueGauge()
 
     async def __aenter__(self) -> SqliteStore:
         try:
@@ -115,7 +119,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                 fresh += 1
                 out.append(Submitted(self._insert(conn, spec, now_ms), False))
             if fresh:
-                depth = self._queue_depth(conn, fresh, max_depth)
+                depth = self._depth.depth(conn, fresh, max_depth)
                 if depth > max_depth:
                     raise QueueFull(f"the queue holds {depth - fresh} jobs (queue.max_depth = {max_depth})")
                 # admitted up to max_db_mb: the room above it is for the stored jobs to run and end
@@ -124,23 +128,6 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             return out
 
         return await self._write(op)
-
-    def _queue_depth(self, conn: sqlite3.Connection, fresh: int, max_depth: int) -> int:
-        """Waiting + delayed jobs, this submit's included. Counting costs time linear in the queue,
-        so while the last count plus every submit since stays well under max_depth (claims only
-        lower it) the estimate serves; an exact count is taken near the limit and every second."""
-        counted, at, since = self._depth_seen
-        estimate = counted + since + fresh
-        if estimate < max_depth * 0.9 and time.monotonic() - at < 1.0:
-            self._depth_seen = (counted, at, since + fresh)
-            return estimate
-        # one sub-count per partial index: `status IN (...)` would scan the whole table
-        (depth,) = conn.execute(
-            "SELECT (SELECT count(*) FROM jobs WHERE status = 'waiting') + "
-            "(SELECT count(*) FROM jobs WHERE status = 'delayed')"
-        ).fetchone()
-        self._depth_seen = (depth, time.monotonic(), 0)
-        return int(depth)
 
     @staticmethod
     def _find_replay(conn: sqlite3.Connection, spec: JobSpec) -> Job | None:
@@ -208,14 +195,14 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
 
     # --- the worker's side -------------------------------------------------------------------
 
-    async def claim(self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True) -> list[Job]:
+    async def claim(
+        self, limit: int, worker_id: str, now_ms: int, lease_ms: int, *, idle: bool = True, promote: bool = True
+    ) -> list[Job]:
+        """`promote=False`: the caller promotes due jobs itself (promote_due), and announces them."""
+
         def op(conn: sqlite3.Connection) -> list[Job]:
-            # a few due jobs at a time: all at once could need more room than a full file has
-            conn.execute(
-                "UPDATE jobs SET status = 'waiting', updated_at = ? WHERE seq IN (SELECT seq FROM jobs "
-                "WHERE status = 'delayed' AND run_at <= ? ORDER BY run_at LIMIT ?)",
-                (now_ms, now_ms, PROMOTE_BATCH),
-            )
+            if promote:  # a few due jobs at a time: all at once could need more room than a full file has
+                conn.execute(_PROMOTE, (now_ms, now_ms, PROMOTE_BATCH)).fetchall()
             candidates = conn.execute(
                 "SELECT seq, recoveries FROM jobs WHERE status = 'waiting' ORDER BY priority DESC, run_at, seq LIMIT ?",
                 (limit,),
@@ -235,6 +222,28 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             return jobs
 
         return await self._write(op)
+
+    async def promote_due(self, now_ms: int, limit: int) -> list[Job]:
+        """Make up to `limit` delayed jobs whose run_at has come waiting; returns them as they now
+        are, for the caller to announce (`waiting` events and webhooks)."""
+        return await self._write(lambda conn: [job_of_row(r) for r in conn.execute(_PROMOTE, (now_ms, now_ms, limit))])
+
+    async def lost_leases(self, job_ids: list[str], worker_id: str) -> set[str]:
+        """Of these jobs, those no longer active under `worker_id`: cancelled, or recovered, through
+        another process on the file, which has no way to tell this one. A read: the worker asks
+        every `[store] recheck_s` without taking the write lock the other process needs."""
+        rows = await self._read(
+            "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?)) "
+            "AND status = 'active' AND lease_owner = ?",
+            (dumps(job_ids), worker_id),
+        )
+        return set(job_ids) - {r[0] for r in rows}
+
+    async def recover_expired(
+        self, now_ms: int, max_recoveries: int, dead_owners: list[str] | None = None, *, retention_ms: int
+    ) -> Recovered:
+        self._depth.recovering()  # before its op is queued: any submit after it counts the queue again
+        return await super().recover_expired(now_ms, max_recoveries, dead_owners, retention_ms=retention_ms)
 
     async def heartbeat(self, job_ids: list[str], worker_id: str, lease_until_ms: int) -> set[str]:
         if not job_ids:
@@ -297,6 +306,8 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             row = conn.execute(f"{sql} RETURNING {JOB_COLUMNS}", params).fetchone()
             if row is None:
                 return None
+            if retry_at_ms is not None:
+                self._depth.added(1)
             end_attempt(conn, job_id, now_ms, "failed" if retry_at_ms is None else "retry", error)
             return job_of_row(row)
 
@@ -311,6 +322,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
                     (now_ms, job_id, worker_id),
                 ).rowcount
                 if changed:
+                    self._depth.added(1)
                     conn.execute("DELETE FROM attempts WHERE job_id = ? AND ended_at IS NULL", (job_id,))
 
         await self._write(op)
@@ -352,7 +364,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             if job is None:
                 raise NotFound()
             if job.status not in (JobState.FAILED, JobState.CANCELLED):
-                raise JobFinished(f"only failed or cancelled jobs can be retried; this one is {job.status.value}")
+                raise JobNotRetryable.because(job.status.value)
             # started_at goes too: the next claim sets it, so the new run's duration is its own
             conn.execute(
                 "UPDATE jobs SET status = 'waiting', attempts = 0, recoveries = 0, run_at = ?, updated_at = ?, "
@@ -363,7 +375,7 @@ class SqliteStore(WebhookDeliveries, Housekeeping, Artefacts):
             )
             # the job joins the queue as one submit would; counted once it is in (the writer undoes
             # this op when it raises)
-            depth = self._queue_depth(conn, 1, max_depth)
+            depth = self._depth.depth(conn, 1, max_depth)
             if depth > max_depth:
                 raise QueueFull(f"the queue holds {depth - 1} jobs (queue.max_depth = {max_depth})")
             conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
