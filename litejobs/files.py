@@ -12,7 +12,10 @@ import asyncio
 import os
 import re
 import shutil
+import stat
 import tempfile
+from collections.abc import AsyncIterator
+from io import FileIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -48,11 +51,49 @@ class FileArea(Protocol):
 
     async def write(self, job_id: str, name: str, data: bytes) -> None: ...
 
-    async def read(self, job_id: str, name: str) -> Path | bytes | None:
-        """A Path (served from disk without loading it), the bytes, or None when the file is gone."""
+    async def read(self, job_id: str, name: str) -> OpenFile | bytes | None:
+        """The file held open (served from disk without loading it), the bytes, or None when it is
+        gone. Either way its bytes are in hand: the sweep can no longer take them from a download."""
 
     async def delete_job(self, job_id: str) -> None:
         """Remove every artefact of a job the store has just deleted."""
+
+
+class OpenFile:
+    """A file of the folder, held open. The sweep may unlink it the next moment; the open descriptor
+    keeps its bytes readable (POSIX) until closed, so a download once begun is served whole."""
+
+    chunk_bytes = 64 * 1024
+
+    def __init__(self, file: FileIO) -> None:
+        self.file = file  # a file object, not a bare descriptor: one dropped unclosed still closes
+        found = os.fstat(file.fileno())
+        self.size = found.st_size
+        self.modified_at = found.st_mtime
+
+    @classmethod
+    def of(cls, path: Path) -> OpenFile | None:
+        """The file at `path` opened, or None when there is no such file (any longer). Blocking."""
+        try:
+            file = path.open("rb", buffering=0)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            file.close()
+            return None
+        return cls(file)
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end), read by offset in a thread, a piece at a time."""
+        while start < end:
+            chunk = await asyncio.to_thread(os.pread, self.file.fileno(), min(self.chunk_bytes, end - start), start)
+            if not chunk:  # nothing truncates a stored file in place: it is replaced or unlinked
+                raise OSError(f"{self.file.name} ended at {start} bytes of {self.size}")
+            start += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class DirectoryFiles:
@@ -81,9 +122,8 @@ class DirectoryFiles:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    async def read(self, job_id: str, name: str) -> Path | None:
-        path = self.path_for(job_id, name)
-        return path if await asyncio.to_thread(path.is_file) else None
+    async def read(self, job_id: str, name: str) -> OpenFile | None:
+        return await asyncio.to_thread(OpenFile.of, self.path_for(job_id, name))
 
     async def delete_job(self, job_id: str) -> None:
         if _SAFE_JOB.match(job_id):

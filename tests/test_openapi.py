@@ -99,3 +99,31 @@ def test_a_header_value_is_in_the_schema_exactly_when_the_server_takes_it(
         answer = server.http.request(method.upper(), path.format(job_id=job_id), body, headers={name: value}).status
         seen.append((path, name, value, answer, in_schema(spec, path, method, name, value)))
     assert seen == [(path, name, value, answer, answer < 400) for path, _, name, value, answer in HEADER_CASES]
+
+
+#: (a job's header name, value, rendered?, the server's answer)
+JOB_HEADER_CASES = [
+    ("X-Trace", "1", False, 202),
+    ("Host", "example.test", False, 202),
+    ("X-Tab", "a\tb", False, 202),
+    ("Transfer-Encoding", "chunked", False, 422),
+    ("content-length", "5", False, 422),
+    ("CONNECTION", "close", False, 422),
+    ("Te", "trailers", False, 422),
+    ("Bad Name", "1", False, 422),
+    ("X-Control", "a\x01b", False, 422),
+    ("X-Trace", "1", True, 202),
+    ("Host", "example.test", True, 422),
+    ("Proxy-Token", "1", True, 422),
+]
+
+
+def test_a_job_header_is_in_the_schema_exactly_when_the_server_takes_it(server: ServerThread, site: TargetSite) -> None:
+    spec = server.http.get("/openapi.json").json
+    fetch_input = jsonschema_rs.validator_for(spec["components"]["schemas"]["FetchInput"])
+    seen = []
+    for name, value, rendered, _ in JOB_HEADER_CASES:
+        job_input = {"url": site.url("/later"), "headers": {name: value}, "render_js": rendered}
+        answer = server.http.post("/v1/jobs", {"input": job_input, "delay_s": 3600}).status
+        seen.append((name, value, rendered, answer, fetch_input.is_valid(job_input)))
+    assert seen == [(name, value, rendered, answer, answer < 400) for name, value, rendered, answer in JOB_HEADER_CASES]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from litejobs.fetcher import FRAMING_HEADERS
 from litejobs.kinds.fetch import BLOCKABLE, OUTPUTS, WAIT_UNTIL
-from litejobs.kinds.fetch_input import METHODS
+from litejobs.kinds.fetch_input import BROWSER_OUTPUTS, METHODS
 
 STR = {"type": "string"}
 NSTR = {"type": ["string", "null"]}
@@ -26,6 +27,31 @@ AUTHED = (401, 429)
 #: 503 store_unavailable (with Retry-After) while the database cannot be reached: every route given
 #: error_responses reads or writes the store (/v1/scrape aside, whose 503 is shutting_down)
 STORE_AWAY = 503
+
+
+def any_case(name: str) -> str:
+    """A pattern for a header name (letters, digits, `-`) in any case: header names are
+    case-insensitive, and JSON Schema's patterns have no flag to say so."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in name)
+
+
+def whole_of(*patterns: str) -> str:
+    return f"^({'|'.join(patterns)})$"
+
+
+#: a job's header name as fetch_input.check_headers takes it: an HTTP token, and none of the headers
+#: the HTTP client owns, since they frame the request or govern the connection (refused for every kind)
+HEADER_NAME = {
+    "type": "string",
+    "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+    "not": {"pattern": whole_of(*(any_case(name) for name in sorted(FRAMING_HEADERS)))},
+}
+#: nor, where the page is loaded in the browser, one Chromium will not send from a page
+BROWSER_HEADER_NAME = {
+    "not": {
+        "pattern": whole_of(*(any_case(name) for name in ("cookie2", "host", "set-cookie")), any_case("proxy-") + ".*")
+    }
+}
 
 
 def query_number(low: float, high: float, description: str) -> dict[str, Any]:
@@ -61,8 +87,12 @@ FETCH_INPUT = object_schema(
         "method": {"enum": [*METHODS, *(m.lower() for m in METHODS)], "default": "GET"},
         "headers": {
             "type": "object",
-            "propertyNames": {"pattern": "^[^\\r\\n\\x00]*$"},
-            "additionalProperties": {"type": "string", "pattern": "^[^\\r\\n\\x00]*$"},
+            "propertyNames": HEADER_NAME,
+            # a tab is the only control character a value may hold
+            "additionalProperties": {"type": "string", "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"},
+            "description": f"never {', '.join(sorted(FRAMING_HEADERS))}: the HTTP client sets those. A page "
+            "loaded in the browser (render, render_js, a screenshot or pdf) sends no Host, Cookie2, "
+            "Set-Cookie or Proxy-*",
         },
         "body": {"type": ["string", "object", "array"], "description": "an object or array is sent as JSON"},
         "render_js": {"type": "boolean", "default": False},
@@ -102,9 +132,21 @@ FETCH_INPUT = object_schema(
     "url",
     closed=True,
 )
-# a rendered page is loaded with GET
-FETCH_INPUT["if"] = {"properties": {"render_js": {"const": True}}, "required": ["render_js"]}
-FETCH_INPUT["then"] = {"properties": {"method": {"enum": ["GET", "get"]}}}
+_RENDERED = {"properties": {"render_js": {"const": True}}, "required": ["render_js"]}
+_IN_BROWSER = {"properties": {"headers": {"propertyNames": BROWSER_HEADER_NAME}}}
+FETCH_INPUT["allOf"] = [
+    # a rendered page is loaded with GET
+    {"if": _RENDERED, "then": {"properties": {"method": {"enum": ["GET", "get"]}}}},
+    {
+        "if": {
+            "anyOf": [
+                _RENDERED,
+                {"properties": {"output": {"contains": {"enum": sorted(BROWSER_OUTPUTS)}}}, "required": ["output"]},
+            ]
+        },
+        "then": _IN_BROWSER,
+    },
+]
 
 SUBMISSION = object_schema(
     {
@@ -129,7 +171,7 @@ SUBMISSION["allOf"] = [
     # a render always renders: render_js is not one of its fields
     {
         "if": {"properties": {"kind": {"const": "render"}}, "required": ["kind"]},
-        "then": {"properties": {"input": {"not": {"required": ["render_js"]}}}},
+        "then": {"properties": {"input": {"not": {"required": ["render_js"]}, **_IN_BROWSER}}},
     },
 ]
 

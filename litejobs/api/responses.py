@@ -1,7 +1,7 @@
 """JSONResponse: Starlette's, encoded by litejobs.jsontext (orjson: the same compact UTF-8 bytes,
 faster; a float NaN or infinity becomes null where Starlette's raised, a 500 after the fact).
-`file_bytes_response`: a file kept in the database, answered as Starlette's FileResponse answers one
-on disk (byte ranges, ETag, Last-Modified), so that a client sees no difference between the two.
+`file_response`: a stored file, on disk or in the database, answered as Starlette's FileResponse
+answers one on disk (byte ranges, ETag, Last-Modified), from bytes the sweep can no longer take away.
 `file_headers`: what keeps a stored file from running as a page of the API's origin."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Protocol
 
 from starlette import responses
 from starlette.requests import Request
@@ -74,48 +75,114 @@ def file_headers(name: str, media_type: str) -> dict[str, str]:
     return headers
 
 
-def file_bytes_response(
-    request: Request, data: bytes, media_type: str, etag: str, modified_at_ms: int | None, name: str
+class FileBody(Protocol):
+    """A stored file's bytes as a response reads them. `files.OpenFile` (a file held open, so the
+    sweep cannot cut a download short) and `HeldBytes` (a row read whole) are the two."""
+
+    size: int
+
+    def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end), in pieces."""
+
+    def close(self) -> None: ...
+
+
+class HeldBytes:
+    """A file already in memory (a database row read whole): the sweep can no longer take it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        yield self.data[start:end]
+
+    def close(self) -> None:
+        return None
+
+
+def stat_etag(size: int, modified_at: float) -> str:
+    """A file on disk's ETag, made as Starlette's FileResponse makes it, so that the tags clients
+    kept from it still match."""
+    digest = hashlib.md5(f"{modified_at}-{size}".encode(), usedforsecurity=False).hexdigest()
+    return f'"{digest}"'
+
+
+def file_response(
+    request: Request, body: FileBody, media_type: str, etag: str, modified_at: float | None, name: str
 ) -> responses.Response:
     """The whole file (200), one range of it or several (206, multipart/byteranges), 416 for a range
     past its end, 400 for a Range that is not one; `If-Range` that is not its ETag or Last-Modified
-    gets the whole file. Starlette's FileResponse rules, for bytes already in memory."""
+    gets the whole file: Starlette's FileResponse rules, whether the file lives on disk or in the
+    database. It takes `body` over: the answer streams it and closes it once sent, or at once."""
     headers = {"accept-ranges": "bytes", "etag": etag, **file_headers(name, media_type)}
-    if modified_at_ms is not None:
-        headers["last-modified"] = formatdate(modified_at_ms / 1000, usegmt=True)
-    asked = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    stale = if_range is not None and if_range not in (etag, headers.get("last-modified"))
-    if asked is None or stale or request.method not in ("GET", "HEAD"):
-        return responses.Response(data, media_type=media_type, headers=headers)
-    size = len(data)
+    if modified_at is not None:
+        headers["last-modified"] = formatdate(modified_at, usegmt=True)
     try:
-        ranges = _byte_ranges(asked, size)
+        status, ranges = _ranges_asked(request, body.size, etag, headers.get("last-modified"))
     except _Unsatisfiable:
-        unsatisfiable = {"content-range": f"bytes */{size}", "x-content-type-options": "nosniff"}
+        body.close()
+        unsatisfiable = {"content-range": f"bytes */{body.size}", "x-content-type-options": "nosniff"}
         return responses.PlainTextResponse(status_code=416, headers=unsatisfiable)
     except ValueError as exc:
+        body.close()
         return responses.PlainTextResponse(str(exc), status_code=400, headers={"x-content-type-options": "nosniff"})
-    if not ranges:
-        return responses.Response(data, media_type=media_type, headers=headers)
-    if len(ranges) == 1:
+    pieces: list[_Piece] = list(ranges)
+    if len(ranges) > 1:
+        boundary = secrets.token_hex(13)
+        pieces = _multipart(ranges, body.size, media_type, boundary)
+        media_type = f"multipart/byteranges; boundary={boundary}"
+    elif status == 206:
         [(start, end)] = ranges
-        headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
-        return responses.Response(data[start:end], status_code=206, media_type=media_type, headers=headers)
-    boundary = secrets.token_hex(13)
+        headers["content-range"] = f"bytes {start}-{end - 1}/{body.size}"
+    headers["content-length"] = str(sum(len(p) if isinstance(p, bytes) else p[1] - p[0] for p in pieces))
+    if request.method == "HEAD":
+        body.close()
+        return responses.Response(b"", status_code=status, media_type=media_type, headers=headers)
+    return responses.StreamingResponse(
+        _stream(body, pieces), status_code=status, media_type=media_type, headers=headers
+    )
+
+
+#: a part of an answer's body: bytes as they are, or a range [start, end) of the file
+_Piece = bytes | tuple[int, int]
+
+
+def _ranges_asked(
+    request: Request, size: int, etag: str, last_modified: str | None
+) -> tuple[int, list[tuple[int, int]]]:
+    """The status and the [start, end) ranges of the file to send (raises as `_byte_ranges` does)."""
+    whole = [(0, size)]
+    asked = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    stale = if_range is not None and if_range not in (etag, last_modified)
+    if asked is None or stale or request.method not in ("GET", "HEAD"):
+        return 200, whole
+    ranges = _byte_ranges(asked, size)
+    return (206, ranges) if ranges else (200, whole)
+
+
+def _multipart(ranges: list[tuple[int, int]], size: int, media_type: str, boundary: str) -> list[_Piece]:
     part_type = media_type
     if part_type.startswith("text/") and "charset=" not in part_type.lower():
         part_type += "; charset=utf-8"  # what the Content-Type of the whole would say
-    parts = [
-        f"--{boundary}\r\nContent-Type: {part_type}\r\nContent-Range: bytes {start}-{end - 1}/{size}\r\n\r\n".encode()
-        + data[start:end]
-        + b"\r\n"
-        for start, end in ranges
-    ]
-    body = b"".join(parts) + f"--{boundary}--".encode()
-    return responses.Response(
-        body, status_code=206, media_type=f"multipart/byteranges; boundary={boundary}", headers=headers
-    )
+    pieces: list[_Piece] = []
+    for start, end in ranges:
+        head = f"--{boundary}\r\nContent-Type: {part_type}\r\nContent-Range: bytes {start}-{end - 1}/{size}\r\n\r\n"
+        pieces += [head.encode(), (start, end), b"\r\n"]
+    return [*pieces, f"--{boundary}--".encode()]
+
+
+async def _stream(body: FileBody, pieces: list[_Piece]) -> AsyncIterator[bytes]:
+    try:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                yield piece
+            else:
+                async for chunk in body.chunks(*piece):
+                    yield chunk
+    finally:
+        body.close()
 
 
 def _byte_ranges(header: str, size: int) -> list[tuple[int, int]]:

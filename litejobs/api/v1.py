@@ -5,22 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from litejobs.api.auth import ANONYMOUS, presented_key
 from litejobs.api.http import app_of, attempt_body, job_body, public_page, query_number, read_json, result_body
-from litejobs.api.responses import JSONResponse, bytes_etag, file_bytes_response, file_headers
-from litejobs.engine import request_hash
-from litejobs.errors import NotFound, ValidationFailed
+from litejobs.api.responses import HeldBytes, JSONResponse, bytes_etag, file_response, stat_etag
+from litejobs.engine import Engine, request_hash
+from litejobs.errors import IdempotencyConflict, NotFound, ValidationFailed
 from litejobs.fields import Fields
 from litejobs.jobs import JobSpec, JobState
+from litejobs.store import Submitted
 
 MAX_WAIT_S = 60.0
+#: joins a batch's Idempotency-Key to a job's place in it: a control character, which the keys a
+#: client may send (printable) never hold, so a batch takes no key its caller could use
+BATCH_KEY_JOIN = "\x1f"
+#: marks the hash of a batch whose jobs' keys are joined by BATCH_KEY_JOIN (not by the old `#`)
+BATCH_HASH_PREFIX = "batch:"
 
 
 def owner(request: Request, body_key: str | None = None) -> str:
@@ -79,9 +84,10 @@ async def submit_batch(request: Request) -> Response:
             problems.extend(exc.details)
     if problems:
         raise ValidationFailed(problems, f"{len(problems)} problem(s) in the batch; no job was submitted")
-    if key is not None:
-        specs = batch_bound_to_key(specs, key, request_hash(body))
-    submitted = await engine.submit(specs)
+    if key is None:
+        submitted = await engine.submit(specs)
+    else:
+        submitted = await submit_under_key(engine, specs, key, request_hash(body))
     replayed = all(s.replayed for s in submitted)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(
@@ -89,12 +95,23 @@ async def submit_batch(request: Request) -> Response:
     )
 
 
-def batch_bound_to_key(specs: list[JobSpec], key: str, batch_hash: str) -> list[JobSpec]:
-    """Each job of a batch under an Idempotency-Key: the first takes the key itself, the n-th `key#n`
-    (keys are unique per owner), all bound to the hash of the whole batch. A replay finds every job;
-    the same key on another batch or a single submit finds the first with another hash: 409."""
+async def submit_under_key(engine: Engine, specs: list[JobSpec], key: str, batch_hash: str) -> list[Submitted]:
+    """A batch under an Idempotency-Key: a new one, or the replay of one stored under either form of
+    its jobs' keys. Before BATCH_KEY_JOIN a batch took `key#n`, keys a client could send as its own;
+    until those jobs expire, the new form's attempt conflicts on the first job (its hash has no
+    BATCH_HASH_PREFIX) and rolls back, and the old form's finds them, or conflicts in turn: 409."""
+    try:
+        return await engine.submit(batch_bound_to_key(specs, key, BATCH_HASH_PREFIX + batch_hash, BATCH_KEY_JOIN))
+    except IdempotencyConflict:
+        return await engine.submit(batch_bound_to_key(specs, key, batch_hash, "#"))
+
+
+def batch_bound_to_key(specs: list[JobSpec], key: str, batch_hash: str, join: str) -> list[JobSpec]:
+    """Each job of a batch under an Idempotency-Key: the first takes the key itself, the n-th
+    `key{join}n` (keys are unique per owner), all bound to the hash of the whole batch. A replay finds
+    every job; the same key on another batch or a single submit finds the first with another hash: 409."""
     return [
-        replace(spec, idempotency_key=key if index == 0 else f"{key}#{index}", request_hash=batch_hash)
+        replace(spec, idempotency_key=key if index == 0 else f"{key}{join}{index}", request_hash=batch_hash)
         for index, spec in enumerate(specs)
     ]
 
@@ -218,15 +235,16 @@ async def get_file(request: Request) -> Response:
     stored = await app.store.get_file(job_id, name)
     if stored is None:
         raise NotFound(f"job {job_id} has no file {name!r}")
-    found = await app.files.read(job_id, name)  # a path on disk, or the bytes from the database
+    # the file held open or read whole: the sweep may delete it now, the answer has its bytes
+    found = await app.files.read(job_id, name)
     if found is None:
         raise NotFound(f"the file {name!r} is gone")
-    if isinstance(found, Path):
-        return FileResponse(found, media_type=stored.content_type, headers=file_headers(name, stored.content_type))
-    # a job's files are written while it runs: once it has ended, its end is their last change
-    modified_at_ms = job.completed_at if job.is_terminal else None
-    etag = await bytes_etag(found)
-    return file_bytes_response(request, found, stored.content_type, etag, modified_at_ms, name)
+    if isinstance(found, bytes):
+        # a job's files are written while it runs: once it has ended, its end is their last change
+        modified_at = job.completed_at / 1000 if job.is_terminal and job.completed_at is not None else None
+        return file_response(request, HeldBytes(found), stored.content_type, await bytes_etag(found), modified_at, name)
+    etag = stat_etag(found.size, found.modified_at)
+    return file_response(request, found, stored.content_type, etag, found.modified_at, name)
 
 
 ROUTES = [
