@@ -64,6 +64,7 @@ def test_a_stop_answers_omniscrape_and_spidra_clients_in_their_shape(tmp_path: P
 
     omni = json.loads(cut.read())
     assert cut.status == 503 and omni["success"] is False and omni["error"]["code"] == "shutting_down"
+    assert cut.getheader("Retry-After") is not None  # as the native 503 says when to come back
     refused = json.loads(answers["/compat/omniscrape/v1/scrape/async"].read())
     assert refused["success"] is False and refused["error"]["code"] == "shutting_down"
     spidra = answers["/compat/spidra/api/scrape"]

@@ -14,7 +14,16 @@ import aiohttp
 from litejobs.client.errors import PASSING, RateLimitPatience, ServerUnreachable, api_error, patience_for
 from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
-from litejobs.client.waiting import OnChange, Reconnects, Watch, is_terminal, longest_poll_s, past, poll_s
+from litejobs.client.waiting import (
+    OnChange,
+    Reconnects,
+    Watch,
+    early_answer_pause_s,
+    is_terminal,
+    longest_poll_s,
+    past,
+    poll_s,
+)
 
 
 class AsyncClient:
@@ -164,7 +173,8 @@ class AsyncClient:
         reconnects = reconnects or Reconnects(deadline)
         while True:
             # a rate limit is waited out here, not in request(): the poll after the pause holds that much less
-            path = poll_path(job_id, poll_s(deadline, longest_s))
+            asked_s = poll_s(deadline, longest_s)
+            path, sent_at = poll_path(job_id, asked_s), time.monotonic()
             try:
                 answer = await self.request("GET", path, patience=RateLimitPatience(max_resends=0))
             except PASSING as exc:
@@ -178,6 +188,7 @@ class AsyncClient:
             job = watch(answer)
             if is_terminal(job) or past(deadline):
                 return job
+            await asyncio.sleep(early_answer_pause_s(asked_s, time.monotonic() - sent_at, deadline))
 
     async def result(self, job_id: str, offset: int | None = None, limit: int | None = None) -> Any:
         return await self.request("GET", job_path(job_id, "/result") + query_string(offset=offset, limit=limit))

@@ -14,7 +14,16 @@ from litejobs.client.errors import PASSING, RateLimitPatience, ServerUnreachable
 from litejobs.client.sse import STREAM_READ_S, Event, Follow, SseParser
 from litejobs.client.transport import build_opener
 from litejobs.client.urls import DEFAULT_URL, job_path, poll_path, query_string
-from litejobs.client.waiting import OnChange, Reconnects, Watch, is_terminal, longest_poll_s, past, poll_s
+from litejobs.client.waiting import (
+    OnChange,
+    Reconnects,
+    Watch,
+    early_answer_pause_s,
+    is_terminal,
+    longest_poll_s,
+    past,
+    poll_s,
+)
 
 #: how a server that took the request and then went away (a crash, a restart) ends it; a refused
 #: connection comes wrapped in URLError, a timeout may be a wrong address: neither says it was reached
@@ -114,7 +123,8 @@ class Client:
         reconnects = Reconnects(deadline)
         while True:
             # a rate limit is waited out here, not in request(): the poll after the pause holds that much less
-            path = poll_path(job_id, poll_s(deadline, longest_s))
+            asked_s = poll_s(deadline, longest_s)
+            path, sent_at = poll_path(job_id, asked_s), time.monotonic()
             try:
                 answer = self.request("GET", path, patience=RateLimitPatience(max_resends=0))
             except PASSING as exc:
@@ -128,6 +138,7 @@ class Client:
             job = watch(answer)
             if is_terminal(job) or past(deadline):
                 return job
+            time.sleep(early_answer_pause_s(asked_s, time.monotonic() - sent_at, deadline))
 
     def result(self, job_id: str, offset: int | None = None, limit: int | None = None) -> Any:
         return self.request("GET", job_path(job_id, "/result") + query_string(offset=offset, limit=limit))

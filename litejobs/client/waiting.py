@@ -35,6 +35,20 @@ def poll_s(deadline: float | None, longest_s: float = MAX_WAIT_S) -> float:
     return longest_s if deadline is None else max(0.0, min(longest_s, deadline - time.monotonic()))
 
 
+#: a long-poll answered well before its time with the job unfinished (a stopping server answers at
+#: once) is asked again after at most this, not at once: no burst of polls through a stop
+EARLY_ANSWER_PAUSE_S = 1.0
+
+
+def early_answer_pause_s(asked_s: float, took_s: float, deadline: float | None) -> float:
+    """How long to pause before the next poll after one that held `took_s` of the `asked_s` asked."""
+    if asked_s < 2 * EARLY_ANSWER_PAUSE_S or took_s >= asked_s / 2:
+        return 0.0
+    if deadline is None:
+        return EARLY_ANSWER_PAUSE_S
+    return max(0.0, min(EARLY_ANSWER_PAUSE_S, deadline - time.monotonic()))
+
+
 def past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 

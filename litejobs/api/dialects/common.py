@@ -18,12 +18,11 @@ from litejobs.api.auth import owner_of_key, presented_key
 from litejobs.api.http import app_of, public_page, read_json
 from litejobs.api.responses import JSONResponse
 from litejobs.api.v1 import owner
-from litejobs.engine import Engine
+from litejobs.engine import Engine, shutdown_refusal
 from litejobs.errors import (
     Forbidden,
     NotFound,
     QueueDisabled,
-    ShuttingDown,
     ValidationFailed,
 )
 from litejobs.jobs import Job, JobResult
@@ -79,7 +78,7 @@ class Speaking:
             # the mount would answer it natively; answer it here, then let the cancellation go on
             request = Request(scope, receive)
             if not started and engine_of(request).shutting_down:
-                stopped = ShuttingDown("the server is shutting down; it could not answer this request in time")
+                stopped = shutdown_refusal("the server is shutting down and could not answer this request in time")
                 await self.answer(request, stopped, send)
             raise
 
