@@ -99,3 +99,22 @@ def test_a_crawl_out_of_time_ends_partial_with_the_pages_it_stored(tmp_path: Pat
     # a page is fetched only when it is stored: the pages the time did not reach were not started
     assert sum(site.hits[f"/p/{n}"] for n in range(12)) == len(pages) - 1
     assert job["progress"]["message"] == f"{len(pages)} pages crawled"
+
+
+def test_a_crawl_cut_by_its_time_reports_the_deepest_depth_it_stored(tmp_path: Path, site: TargetSite) -> None:
+    links = "".join(f"<a href='{path}'>{path}</a>" for path in ("/c1", "/c2", "/hang"))
+    start = site.add_html("/", PAGE.format("C0", links))
+    site.add_html("/c1", PAGE.format("C1", "<a href='/c3'>c3</a>"))
+    site.add_html("/c2", PAGE.format("C2", ""))
+    site.add_html("/c3", PAGE.format("C3", ""))
+    site.add("/hang", answering_after(60, "Hang"))
+
+    with ServerThread(make_config(tmp_path)) as server:
+        job = crawl(server, start, timeout_s=4, max_depth=2)
+        stats = server.http.get(f"/v1/jobs/{job['job_id']}/result").json["stats"]
+        pages = all_pages(server.http, job["job_id"])
+
+    assert job["status"] == "partial" and stats["timed_out"] is True
+    assert site.hits["/c3"] == 0  # /hang held depth 1 to the end of the time: depth 2 was not started
+    assert max(page["depth"] for page in pages) == 1
+    assert stats["max_depth_reached"] == 1

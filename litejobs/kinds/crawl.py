@@ -11,17 +11,17 @@ from dataclasses import replace
 from typing import Any
 
 from litejobs.errors import BrowserError, JobError, JobTimeout, RobotsDisallowed, TooManyRedirects, UpstreamStatus
-from litejobs.extract import Document
 from litejobs.jobs import JobResult, JobState
 from litejobs.kinds import Kind, KindContext
 from litejobs.kinds.crawl_input import MAX_PATTERNS as MAX_PATTERNS  # map's globs are a crawl's
 from litejobs.kinds.crawl_input import CrawlParams, parse_crawl
-from litejobs.kinds.fetch import FetchParams, build_outputs, finish_by
+from litejobs.kinds.crawl_pages import LINKS_KEY, digest_page, failed_page
+from litejobs.kinds.fetch import FetchParams, finish_by
 from litejobs.kinds.page_loads import Schedule, browser_fault, charged_to_the_attempt, load_by
 from litejobs.kinds.progress import ThrottledProgress
 from litejobs.politeness import HostGate
-from litejobs.robots import RobotsCache
-from litejobs.urls import Scope, host_key, normalize_url
+from litejobs.robots import Robots, RobotsCache
+from litejobs.urls import Scope, host_key, normalize_url, origin_of
 
 log = logging.getLogger("litejobs.crawl")
 
@@ -30,34 +30,9 @@ MAX_CONCURRENCY = 8
 #: new links kept per page, and candidate URLs per depth: a hostile site cannot grow memory past them
 MAX_LINKS_PER_PAGE = 1000
 FRONTIER_CAP = 200_000
-#: the private key of a stored page that lists its new in-scope links, for a resumed crawl
-LINKS_KEY = "_links"
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: fetches of one page started again to read the robots.txt of origins its redirects lead to
 MAX_ROBOTS_DETOURS = 3
-
-
-def _digest(url: str, depth: int, loaded: Mapping[str, Any], params: CrawlParams, scope: Scope) -> dict[str, Any]:
-    """A stored page from a loaded one, with its in-scope links (CPU work: runs in a thread)."""
-    outputs = build_outputs(loaded, params.page.output, params.page.extract)
-    content_type = loaded["content_type"]
-    doc = Document(loaded["html"], loaded["final_url"]) if "html" in content_type or not content_type else None
-    status = loaded["status_code"]
-    page: dict[str, Any] = {"url": url, "depth": depth, "status_code": status, "success": status < 400}
-    page["title"] = doc.title() if doc else None
-    page.update(outputs)
-    page["error"] = None if status < 400 else {"code": "upstream_status", "message": f"the page answered HTTP {status}"}
-    if doc is not None and depth < params.max_depth:
-        normalised = (normalize_url(link) for link in doc.links())
-        page[LINKS_KEY] = list(dict.fromkeys(u for u in normalised if u is not None and scope.admits(u)))
-    return page
-
-
-def _failed(url: str, depth: int, exc: BaseException) -> dict[str, Any]:
-    """A page that could not be had: no content, yet every page's keys (final_url its URL, content_type null)."""
-    code, message = (exc.code, exc.message) if isinstance(exc, JobError) else ("internal_error", repr(exc))
-    page = {"url": url, "depth": depth, "status_code": getattr(exc, "status_code", None), "success": False}
-    return {**page, "title": None, "final_url": url, "content_type": None, "error": {"code": code, "message": message}}
 
 
 class _Unwanted(Exception):
@@ -104,6 +79,8 @@ class Crawl:
         self.done: dict[str, tuple[list[str] | None, str]] = {}
         self.counted = self.failed = self.in_flight = self.skipped = self.blocked = self.resumed = 0
         self.depth = 0
+        #: the deepest depth of a page stored (stats.max_depth_reached): a depth the time cut may store none
+        self.deepest = 0
         #: the pages' deadline within the job's timeout_s (set as the attempt starts); whether it cut the crawl
         self.schedule = Schedule()
         self.timed_out = False
@@ -147,7 +124,7 @@ class Crawl:
         outputs = {"start_url": self.params.url, "pages_crawled": self.counted, "pages_failed": self.failed}
         stats = {
             "max_pages": self.max_pages,
-            "max_depth_reached": self.depth,
+            "max_depth_reached": self.deepest,
             "skipped_off_site": self.skipped,
             "blocked_by_robots": self.blocked,
             "resumed_pages": self.resumed,
@@ -177,6 +154,7 @@ class Crawl:
             self.seen.add(final)
         self.counted += 1
         self.resumed += 1
+        self.deepest = max(self.deepest, page.get("depth", 0))
         self.failed += not page.get("success", True)
         if page["url"] == self.start:
             self.scope = self.scope.with_site_of(final)
@@ -218,6 +196,9 @@ class Crawl:
         claimed: set[str] = set()  # the redirect targets this fetch reached: in `seen`, yet its own
         try:
             loaded = await self._load(url, depth, claimed, stored)
+            final = normalize_url(loaded["final_url"]) or url
+            if not await self._landing_allowed(url, final, depth, claimed, stored):
+                return
         except _Unwanted as unwanted:
             self._drop(unwanted, depth)
             return
@@ -236,13 +217,10 @@ class Crawl:
             if stored:
                 self.done[url] = ([], url)
             else:
-                await self._record(_failed(url, depth, exc))
-            return
-        final = normalize_url(loaded["final_url"]) or url
-        if not await self._landing_allowed(url, final, depth, claimed, stored):
+                await self._record(failed_page(url, depth, exc))
             return
         self.seen.add(final)
-        page = await asyncio.to_thread(_digest, url, depth, loaded, self.params, self.scope)
+        page = await asyncio.to_thread(digest_page, url, depth, loaded, self.params, self.scope)
         if depth == 0 and not page["success"]:
             error = UpstreamStatus(page["status_code"], f"the start page answered HTTP {page['status_code']}")
             error.retryable = False  # a 4xx: 5xx answers were raised by load_page, and are retried
@@ -274,7 +252,7 @@ class Crawl:
                     longest_s=longest_s,
                 )
             except _RobotsUnknown as unknown:
-                await self.robots.get(unknown.target)
+                await self._robots_in_time(unknown.target, url)
         raise TooManyRedirects(f"{url} redirected to more than {MAX_ROBOTS_DETOURS} origins new to the crawl")
 
     @contextlib.asynccontextmanager
@@ -332,7 +310,7 @@ class Crawl:
             return True
         if final in self.seen:
             return False
-        if await self._allowed(final, start=depth == 0):
+        if await self._allowed(final, start=depth == 0, page=url):
             return True
         if depth == 0:
             raise RobotsDisallowed(f"robots.txt disallows {final}, where the start URL redirects")
@@ -357,6 +335,7 @@ class Crawl:
         self.done[page["url"]] = (links, normalize_url(page.get("final_url") or "") or page["url"])
         await self.ctx.save_pages([page])
         self.counted += 1
+        self.deepest = max(self.deepest, page["depth"])
         self.failed += not page["success"]
         await self.progress.report()
 
@@ -376,16 +355,28 @@ class Crawl:
                 self.done[url] = ([], self.done[url][1])  # placed: free the memory
         return [url for url in candidates if await self._allowed(url)]
 
-    async def _allowed(self, url: str, *, start: bool = False) -> bool:
+    async def _allowed(self, url: str, *, start: bool = False, page: str | None = None) -> bool:
+        """Whether robots.txt lets `url` be fetched; read within the pages' time when `page` waits for it."""
         if not self.params.respect_robots:
             return True
-        robots = await self.robots.get(url)
+        robots = await (self._robots_in_time(url, page) if page else self.robots.get(url))
         if robots.allows(url):
             return True
         if start and robots.unreachable is not None:
             raise robots.unreachable  # retried when robots.txt failed as a fetch would be (5xx, 429, network)
         self.blocked += 1
         return False
+
+    async def _robots_in_time(self, url: str, page: str) -> Robots:
+        """The robots.txt of `url`'s origin, read by the pages' deadline: one that has not answered by
+        then fails `page`, which waits for it, alone (timeout), as a page that did not load does."""
+        try:
+            async with asyncio.timeout_at(self.schedule.pages_by):
+                return await self.robots.get(url)
+        except TimeoutError:
+            origin = origin_of(url)
+            message = f"{page} was not fetched: {origin}/robots.txt did not answer within the job's timeout_s"
+            raise JobTimeout(message) from None
 
 
 async def run_crawl(params: CrawlParams, ctx: KindContext) -> JobResult:
