@@ -1,6 +1,6 @@
 """A stored file is served so that a browser never runs it as a page of the API's origin (where the
 dashboard keeps its key): nosniff, a sandboxing CSP, and a download for the types a browser would run.
-Both places a file lives: a folder (SQLite, FileResponse) and the database (PostgreSQL)."""
+Both places a file lives: a folder (SQLite, streamed from its open descriptor) and the database (PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def served(server: ServerThread) -> str:
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[tuple[ServerThread, str]]:
-    """SQLite: the file in a folder, served by Starlette's FileResponse."""
+    """SQLite: the file in a folder, streamed from its open descriptor (answers as Starlette's FileResponse would)."""
     folder = tmp_path / "disk"
     folder.mkdir()
     with ServerThread(make_config(folder, kinds=KIND)) as server:
