@@ -154,7 +154,7 @@ async def job_by_id(request: Request, job_id: str) -> tuple[Job, str]:
         return await app.engine.get(job_id, who), who
     # a keyless read spends the caller's own bucket (by address), never the job owner's: polling
     # someone's status URL must not throttle the owner's own requests; unknown ids spend it too
-    app.rate_limit(f"keyless {request.client.host if request.client else '-'}")
+    app.limiter.take_keyless(request.client.host if request.client else "-")
     # Engine.get checks an owner; trying each configured key's owner finds the job without one
     for key in app.config.auth.keys:
         who = owner_of_key(key)
