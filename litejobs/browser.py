@@ -18,7 +18,7 @@ from pyppeteer.network_manager import Response
 from pyppeteer.page import Page
 
 from litejobs import pyppeteer_fixes as fixes
-from litejobs.browser_actions import capture, run_actions
+from litejobs.browser_actions import ShownDocument, capture, run_actions
 from litejobs.browser_errors import bad_selector, explain, refused_setting, unsendable_header
 from litejobs.browser_guard import CredentialScope, PolicyLike, RequestGuard
 from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spawn_chromium
@@ -232,6 +232,7 @@ class BrowserPool:
         scope = CredentialScope(request.url, request.headers)
         await fixes.intercept_requests(page, guard.decide, scope.headers_for)
         await self._prepare(page, request, scope.others)
+        shown = ShownDocument(page)  # an action may navigate: the result is the document shown at the end
         try:
             navigation = await fixes.goto(page, request.url, request.wait_until, give_up_at=give_up_at)
         except PyppeteerError:
@@ -249,8 +250,8 @@ class BrowserPool:
         if request.wait_ms:
             await asyncio.sleep(request.wait_ms / 1000)
         outcomes, shots = await run_actions(page, request.actions, guard, self._max_body_bytes)
-        result = await capture(page, request, navigation.response, outcomes, shots, self._max_body_bytes)
-        body = await self._own_body(page, navigation.response)
+        result = await capture(page, request, navigation.response, shown, outcomes, shots, self._max_body_bytes)
+        body = await self._own_body(page, shown.answer(navigation.response))
         if body is not None:  # a JSON, text or PDF page: its body is the page, not Chromium's viewer of it
             result.html = body
         navigation.raise_if_cut_off()  # a break reported after the load event: goto could not see it
@@ -273,7 +274,7 @@ class BrowserPool:
 
     async def _prepare(self, page: Page, request: RenderRequest, headers: dict[str, str]) -> None:
         """Apply the job's settings; `headers` go with every request (the credentials are added per request)."""
-        user_agent = request.user_agent or self._user_agent
+        user_agent = request.page_agent(self._user_agent)  # a User-Agent in `headers` wins, as in a fetch
         viewport = {"width": request.viewport[0], "height": request.viewport[1]} if request.viewport else None
         cookies = [{"url": request.url, **c} if "domain" not in c else c for c in request.cookies]
         steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []

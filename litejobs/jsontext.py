@@ -9,7 +9,8 @@ Two gaps of orjson are closed here: it reads an integer past 64 bits as a float 
 with 19 or more digits in a row is parsed again by the standard library, exactly; and it cannot
 encode such an integer (nor nest past 254 levels), so encoding falls back to the standard library
 for those. A client's JSON may nest at most MAX_DEPTH levels, so whatever it sends can be stored,
-answered and sent on again.
+answered and sent on again. Text from the browser may hold a lone UTF-16 surrogate, which no UTF-8
+text can: `clean_text` and `without_surrogates` make it U+FFFD where it enters, as a browser shows it.
 """
 
 from __future__ import annotations
@@ -69,17 +70,57 @@ def parse_stored(raw: bytes | str) -> Any:
         return json.loads(raw)
 
 
+class Unencodable(TypeError, ValueError):
+    """A value no JSON text can hold: a string with a lone surrogate, a type neither library encodes.
+    A TypeError and a ValueError both, as the libraries' own errors for these were."""
+
+
 def encode(value: Any) -> bytes:
-    """Compact UTF-8 JSON. A float NaN or infinity becomes null (strict JSON has no such numbers)."""
+    """Compact UTF-8 JSON. A float NaN or infinity becomes null (strict JSON has no such numbers).
+    Raises Unencodable for what cannot be JSON text."""
     try:
         return orjson.dumps(value, option=_OPTIONS)
     except TypeError:
-        # an integer past 64 bits, or nesting past orjson's 254 levels (or a type neither library
-        # encodes: json raises TypeError too)
+        # an integer past 64 bits, or nesting past orjson's 254 levels (or a lone surrogate, or a
+        # type neither library encodes: json raises for those too)
+        pass
+    try:
         try:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except ValueError:  # a NaN or an infinity: null, as orjson writes them
-            return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":")).encode()
+            text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
+        return text.encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise Unencodable(f"not encodable as JSON: {type(exc).__name__}: {exc}") from exc
+
+
+def clean_text(text: str) -> str:
+    """`text` with each lone UTF-16 surrogate as U+FFFD, as a browser shows it; `text` itself when it
+    has none. JavaScript strings are UTF-16 and may hold half a pair (a slice through an emoji), which
+    no UTF-8 text (a column, a response) can; a pair that arrived as two halves becomes its character."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def without_surrogates(value: Any) -> Any:
+    """JSON data with clean_text applied to every string, keys included; `value` itself when none
+    needs it (then it costs one orjson encode). What no library encodes is left as it is."""
+    try:
+        orjson.dumps(value, option=_OPTIONS)
+        return value
+    except TypeError:
+        pass
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return value
+    cleaned = clean_text(text)  # a lone surrogate sits inside a string: a quote follows or precedes it
+    return value if cleaned is text else json.loads(cleaned)
 
 
 def _finite(value: Any) -> Any:

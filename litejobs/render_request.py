@@ -48,9 +48,41 @@ class RenderRequest:
         """When a render that began at `started` stops waiting for `wait_until` and goes on with the page as
         it is, if its document is parsed (DOMContentLoaded): one stalled image or tracker holds back `load`
         and the network-idle events for ever, and the page is there. The rest of timeout_s is kept for what
-        follows: `wait_ms`, then a quarter of the render's time, at most AFTER_LOAD_MAX_S, for `wait_for`,
-        the actions and the captures."""
-        return started + self.timeout_s - self.wait_ms / 1000 - min(self.timeout_s / 4, AFTER_LOAD_MAX_S)
+        follows: `wait_ms` and the actions' own waits (actions_wait_s), then a quarter of the render's time,
+        at most AFTER_LOAD_MAX_S, for `wait_for`, the other actions and the captures. Waits that fill the
+        render's time leave the load none: the render goes on as soon as the document is parsed."""
+        kept_s = self.wait_ms / 1000 + self.actions_wait_s() + min(self.timeout_s / 4, AFTER_LOAD_MAX_S)
+        return started + max(0.0, self.timeout_s - kept_s)
+
+    def actions_wait_s(self) -> float:
+        """The time the actions are told to wait: a `wait`'s ms, a `scroll`'s `times` x `ms`, a `wait_for`'s
+        timeout_ms (the most it may wait). A `wait_for` without one, like the page's own `wait_for`, falls to
+        the quarter kept for the rest: an element is most often there at once, and counting its default
+        (30 s) would give up `load` early on every page. A 3 s `wait` on a page whose one image never loads
+        must not be left with the 5 s that the quarter keeps for everything."""
+        waits_ms = 0.0
+        for action in self.actions:
+            kind = action.get("type")
+            if kind == "wait":
+                waits_ms += _number(action.get("ms"))
+            elif kind == "scroll":
+                waits_ms += _number(action.get("ms")) * max(1.0, _number(action.get("times")))
+            elif kind == "wait_for":
+                waits_ms += _number(action.get("timeout_ms"))
+        return waits_ms / 1000
+
+    def page_agent(self, default: str | None) -> str | None:
+        """The page's User-Agent (sent, and navigator.userAgent): a `User-Agent` in `headers` wins over
+        `user_agent`, as in a fetch (docs/api.md), then `default` ([fetch] user_agent or Chromium's own)."""
+        given = [value for name, value in self.headers.items() if name.lower() == "user-agent"]
+        return given[0] if given else self.user_agent or default
+
+
+def _number(value: Any) -> float:
+    """An action's duration field as a count of ms: absent, null or not a positive number is 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return max(0.0, float(value))
 
 
 @dataclass

@@ -9,6 +9,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from litejobs import jsontext
 from litejobs.errors import ApiError, JobError, JobTimeout, StorageFull, StoreUnavailable
 from litejobs.events import ChangeFeed
 
@@ -298,6 +299,7 @@ class WorkerPool:
 
     async def _record_failure(self, job: Job, exc: BaseException) -> None:
         error, retryable = error_of(exc)
+        error = jsontext.without_surrogates(error)  # a message may quote a page's script (a thrown Error)
         error["attempt"] = job.attempts  # type: ignore[assignment]
         retry_at = None
         if should_retry(job.attempts, job.max_attempts, retryable):
@@ -330,10 +332,13 @@ class WorkerPool:
         recovered meanwhile: this outcome is void, and would land on that attempt). Meanwhile the job
         stays running here, so the heartbeats renew its lease as soon as the database is back: an
         outage is not a dead worker, and charging the job an attempt for it would fail (or poison)
-        jobs whose work was done. Every try writes the same `at_ms`, the moment the work ended."""
+        jobs whose work was done. Every try writes the same `at_ms`, the moment the work ended. An
+        outcome no JSON can hold fails the job instead, for good (_failed_unstorable): left active, it
+        would run again until its attempts were spent, then fail `worker_lost`."""
         job_id = job.id
         pause_s = OUTCOME_RETRY_FIRST_S
         tries = 0
+        failing_instead = False
         while True:
             if tries and self._attempt_running.get(job_id, job.attempts) != job.attempts:
                 log.warning("the outcome of %s attempt %d is void: a later attempt runs", job_id, job.attempts)
@@ -345,6 +350,12 @@ class WorkerPool:
                 tries += 1
                 if tries == 1:
                     log.warning("could not record the outcome of %s yet: the database cannot be reached", job_id)
+            except jsontext.Unencodable as exc:
+                if failing_instead:
+                    raise  # not even the failure could be stored: a bug, logged by _announce
+                log.error("the outcome of %s cannot be stored; the job fails: %s", job_id, exc)
+                write, failing_instead = self._failed_unstorable(job, exc), True
+                continue
             await asyncio.sleep(pause_s)
             pause_s = min(pause_s * 2, OUTCOME_RETRY_MAX_S)
         if tries and changed is None:
@@ -353,6 +364,13 @@ class WorkerPool:
             done = "recorded" if changed is not None else "not recorded (the job is no longer this worker's)"
             log.warning("the outcome of %s is %s, after %d failed tries", job_id, done, tries)
         return changed
+
+    def _failed_unstorable(self, job: Job, exc: Exception) -> Callable[[int], Awaitable[Job | None]]:
+        """The write of `job` failed `internal_error` in place of an outcome that cannot be stored (a lone
+        surrogate, a value of no JSON type), not retried: the same work would make the same outcome."""
+        message = f"the job's outcome cannot be stored: {exc}"
+        error = {"code": "internal_error", "message": message, "attempt": job.attempts}
+        return lambda at: self.store.fail(job.id, self.worker_id, error, None, at, self._expiry(at))
 
     async def _written_already(self, job_id: str, at_ms: int) -> Job | None:
         """The job, if an earlier try did commit though its answer was lost with the connection (the

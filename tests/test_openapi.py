@@ -127,3 +127,92 @@ def test_a_job_header_is_in_the_schema_exactly_when_the_server_takes_it(server: 
         answer = server.http.post("/v1/jobs", {"input": job_input, "delay_s": 3600}).status
         seen.append((name, value, rendered, answer, fetch_input.is_valid(job_input)))
     assert seen == [(name, value, rendered, answer, answer < 400) for name, value, rendered, answer in JOB_HEADER_CASES]
+
+
+ACTIONS_TAKEN = [
+    {"type": "click", "selector": "#a"},
+    {"type": "type", "selector": "input[name=q]", "text": "hi"},
+    {"type": "press", "key": "Enter"},
+    {"type": "press", "key": "Tab", "selector": "#a"},
+    {"type": "wait", "ms": 1.5},
+    {"type": "wait_for", "selector": "#a", "timeout_ms": 500},
+    {"type": "wait_for", "selector": "#a", "timeout_ms": 0},
+    {"type": "wait_for", "selector": "#a", "timeout_ms": 3_600_000},
+    {"type": "scroll", "to": "bottom", "times": 3, "ms": 100},
+    {"type": "scroll", "by": -200},
+    {"type": "evaluate", "script": "() => document.title"},
+    {"type": "screenshot", "full_page": True},
+    {"type": "screenshot"},
+]
+ACTIONS_REFUSED = [
+    {"type": "press", "text": "Enter"},  # API.md's spelling: the key is `key`
+    {"type": "wait_for", "selector": "#a", "ms": 500},  # API.md's spelling: the limit is `timeout_ms`
+    {"type": "wait_for", "selector": "#a", "timeout_ms": -5},
+    {"type": "wait_for", "selector": "#a", "timeout_ms": 3_600_001},
+    {"type": "scroll"},
+    {"type": "scroll", "to": "top"},
+    {"type": "scroll", "by": 10, "times": 0},
+    {"type": "scroll", "by": 10, "times": 101},
+    {"type": "scroll", "by": 10, "ms": 60_001},
+    {"type": "wait", "ms": 60_001},
+    {"type": "wait", "ms": -1},
+    {"type": "wait", "ms": True},
+    {"type": "wait"},
+    {"type": "click"},
+    {"type": "click", "selector": "#a", "button": "right"},
+    {"type": "hover", "selector": "#a"},
+    {"type": "screenshot", "full_page": "yes"},
+    {"selector": "#a"},
+]
+
+
+def interact_cases(url: str) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, input): every action alone, and the input around them."""
+    cases = [("interact", {"url": url, "actions": [action]}) for action in ACTIONS_TAKEN + ACTIONS_REFUSED]
+    actions = [{"type": "wait", "ms": 1}]
+    return [
+        *cases,
+        ("interact", {"url": url, "actions": ACTIONS_TAKEN, "wait_until": "networkidle0", "output": ["screenshot"]}),
+        ("interact", {"url": url, "actions": actions * 100}),
+        ("interact", {"url": url, "actions": actions * 101}),
+        ("interact", {"url": url, "actions": []}),
+        ("interact", {"url": url}),
+        ("interact", {"url": url, "actions": actions, "render_js": True}),
+        ("interact", {"url": url, "actions": actions, "method": "POST"}),
+        ("interact", {"url": url, "actions": actions, "body": "x"}),
+        ("interact", {"url": url, "actions": actions, "headers": {"Host": "example.test"}}),
+        ("render", {"url": url, "method": "POST"}),
+        ("render", {"url": url, "body": "x"}),
+        ("render", {"url": url, "method": "get"}),
+        ("fetch", {"url": url, "output": ["pdf"], "method": "POST"}),
+        ("fetch", {"url": url, "output": ["pdf"], "body": "x"}),
+        ("fetch", {"url": url, "method": "POST", "body": "x"}),
+    ]
+
+
+def test_an_interact_input_is_in_the_schema_exactly_when_the_server_takes_it(
+    server: ServerThread, site: TargetSite
+) -> None:
+    spec = server.http.get("/openapi.json").json
+    submission = jsonschema_rs.validator_for({"$ref": "#/components/schemas/Submission", **spec})
+    seen = []
+    for kind, job_input in interact_cases(site.url("/later")):
+        body = {"kind": kind, "input": job_input, "delay_s": 3600}
+        answer = server.http.post("/v1/jobs", body).status
+        seen.append((kind, job_input, answer, submission.is_valid(body)))
+    assert [(kind, job_input, answer) for kind, job_input, answer, valid in seen if (answer < 400) != valid] == []
+    assert {answer for _, _, answer, _ in seen} == {202, 422}
+
+
+def test_the_schema_names_every_action_and_exactly_its_fields(server: ServerThread) -> None:
+    from litejobs.kinds.interact import ACTION_FIELDS
+
+    actions = server.http.get("/openapi.json").json["components"]["schemas"]["InteractInput"]["properties"]["actions"]
+    documented = {
+        one["properties"]["type"]["const"]: (set(one.get("required", [])) - {"type"}, set(one["properties"]) - {"type"})
+        for one in actions["items"]["oneOf"]
+    }
+
+    assert documented == {
+        kind: (set(required), {*required, *optional}) for kind, (required, optional) in ACTION_FIELDS.items()
+    }

@@ -133,10 +133,12 @@ FETCH_INPUT = object_schema(
     closed=True,
 )
 _RENDERED = {"properties": {"render_js": {"const": True}}, "required": ["render_js"]}
-_IN_BROWSER = {"properties": {"headers": {"propertyNames": BROWSER_HEADER_NAME}}}
+#: a page loaded in the browser is loaded with GET and no body (fetch_input.check_browser_request)
+_IN_BROWSER = {
+    "properties": {"headers": {"propertyNames": BROWSER_HEADER_NAME}, "method": {"enum": ["GET", "get"]}},
+    "not": {"required": ["body"]},
+}
 FETCH_INPUT["allOf"] = [
-    # a rendered page is loaded with GET
-    {"if": _RENDERED, "then": {"properties": {"method": {"enum": ["GET", "get"]}}}},
     {
         "if": {
             "anyOf": [
@@ -148,10 +150,83 @@ FETCH_INPUT["allOf"] = [
     },
 ]
 
+#: an action's selector, as kinds/interact.py checks it
+SELECTOR = {
+    "type": "string",
+    "description": "a CSS selector, matched in the page's document (not in iframes or shadow DOM)",
+}
+#: a pause in ms, as long as a `wait` may be
+PAUSE_MS = {"type": "number", "minimum": 0, "maximum": 60_000}
+
+
+def action_schema(kind: str, properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """One interact action: its `type` and only the fields of that type (kinds/interact.py ACTION_FIELDS)."""
+    return object_schema({"type": {"const": kind}, **properties}, "type", *required, closed=True)
+
+
+INTERACT_ACTIONS = [
+    action_schema("click", {"selector": SELECTOR}, "selector"),
+    action_schema("type", {"selector": SELECTOR, "text": STR}, "selector", "text"),
+    action_schema(
+        "press", {"key": {**STR, "description": "a key name: Enter, Tab, ArrowDown, a"}, "selector": SELECTOR}, "key"
+    ),
+    action_schema("wait", {"ms": PAUSE_MS}, "ms"),
+    action_schema(
+        "wait_for",
+        {
+            "selector": SELECTOR,
+            "timeout_ms": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 3_600_000,
+                "description": "absent: 30000; 0: as long as the render lasts",
+            },
+        },
+        "selector",
+    ),
+    {
+        **action_schema(
+            "scroll",
+            {
+                "to": {"const": "bottom"},
+                "by": {"type": "number", "description": "pixels, down (negative: up)"},
+                "times": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+                "ms": {**PAUSE_MS, "description": "the pause after each scroll", "default": 0},
+            },
+        ),
+        "anyOf": [{"required": ["to"]}, {"required": ["by"]}],
+    },
+    action_schema(
+        "evaluate", {"script": {**STR, "description": "an expression, or a function that is called"}}, "script"
+    ),
+    action_schema("screenshot", {"full_page": {"type": "boolean", "default": False}}),
+]
+#: render's input and the actions; what a render refuses (render_js, a method but GET, a body) it refuses
+INTERACT_INPUT = object_schema(
+    {
+        **{name: schema for name, schema in FETCH_INPUT["properties"].items() if name not in ("render_js", "body")},
+        "method": {"enum": ["GET", "get"], "default": "GET"},
+        "actions": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": {"oneOf": INTERACT_ACTIONS},
+            "description": "run in order once the page is loaded; docs/api.md, Interact actions",
+        },
+    },
+    "url",
+    "actions",
+    closed=True,
+)
+INTERACT_INPUT["allOf"] = [_IN_BROWSER]
+
 SUBMISSION = object_schema(
     {
         "kind": {"type": "string", "default": "fetch", "description": "a built-in kind or a plugin's"},
-        "input": {"type": "object", "description": "the kind's input; for fetch and render, FetchInput"},
+        "input": {
+            "type": "object",
+            "description": "the kind's input: FetchInput for fetch and render, InteractInput for interact",
+        },
         "meta": {"type": "object", "description": "echoed back; at most 16 KiB of JSON"},
         "priority": {"type": "integer", "minimum": -100, "maximum": 100},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
@@ -171,7 +246,11 @@ SUBMISSION["allOf"] = [
     # a render always renders: render_js is not one of its fields
     {
         "if": {"properties": {"kind": {"const": "render"}}, "required": ["kind"]},
-        "then": {"properties": {"input": {"not": {"required": ["render_js"]}, **_IN_BROWSER}}},
+        "then": {"properties": {"input": {"allOf": [{"not": {"required": ["render_js"]}}, _IN_BROWSER]}}},
+    },
+    {
+        "if": {"properties": {"kind": {"const": "interact"}}, "required": ["kind"]},
+        "then": {"properties": {"input": schema_ref("InteractInput")}},
     },
 ]
 
@@ -190,6 +269,7 @@ SCHEMAS: dict[str, Any] = {
         "request_id",
     ),
     "FetchInput": FETCH_INPUT,
+    "InteractInput": INTERACT_INPUT,
     "Submission": SUBMISSION,
     "Job": object_schema(
         {

@@ -14,6 +14,7 @@ from litejobs.errors import BrowserUnavailable, UpstreamStatus
 from litejobs.fetch_cookies import GivenCookie
 from litejobs.fields import Fields
 from litejobs.jobs import JobResult, JobState
+from litejobs.jsontext import clean_text
 from litejobs.kinds import Kind, KindContext
 from litejobs.kinds.fetch_input import (
     BROWSER_OUTPUTS,
@@ -245,11 +246,11 @@ async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None
         actions=[dict(a) for a in params.actions],
         timeout_s=timeout_s or render_budget_s(ctx),
     )
+    # a first page's 5xx or 429 raises UpstreamStatus in the render, unless the actions left it (capture)
     result = await ctx.browser.render(request, waiting=ctx.parked())
-    if result.status_code >= 500 or result.status_code == 429:
-        raise UpstreamStatus(result.status_code)
+    html = clean_text(result.html)  # a viewer's body too: no UTF-8 text holds a lone surrogate
     loaded: dict[str, Any] = {
-        "html": result.html,
+        "html": html,
         "status_code": result.status_code,
         "final_url": result.final_url,
         # the MIME type alone, as the fetcher gives it: the browser has decoded the page already
@@ -257,7 +258,7 @@ async def _render(params: FetchParams, ctx: KindContext, timeout_s: float | None
         "headers": result.headers,
         "stats": {
             "elapsed_ms": round(result.elapsed_ms, 1),
-            "bytes": len(result.html.encode()),
+            "bytes": len(html.encode()),
             "rendered": True,
             # false: the render went on without `wait_until`, which a stalled subresource held back
             "wait_until_reached": result.wait_until_reached,

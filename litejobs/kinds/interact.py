@@ -23,6 +23,15 @@ ACTION_FIELDS: dict[str, tuple[dict[str, type | tuple[type, ...]], dict[str, typ
     "screenshot": ({}, {"full_page": bool}),
 }
 
+#: (action type, field) → the values it may take; a wait beyond a job's time would only run the job out
+_RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("wait", "ms"): (0, 60_000),
+    ("scroll", "ms"): (0, 60_000),
+    ("scroll", "times"): (1, 100),
+    # 0: no limit of its own, the render's time; without it, browser_actions.ACTION_WAIT_MS
+    ("wait_for", "timeout_ms"): (0, 3_600_000),
+}
+
 
 def _action_problems(index: int, action: Any) -> list[tuple[str, str]]:
     where = f"actions[{index}]"
@@ -50,10 +59,10 @@ def _action_problems(index: int, action: Any) -> list[tuple[str, str]]:
         problems.append((f"{where}.to", 'must be "bottom" (or use `by` for pixels)'))
     if kind == "scroll" and action.get("to") is None and action.get("by") is None:
         problems.append((where, 'scroll needs `to: "bottom"` or `by` (pixels)'))
-    if kind == "wait" and isinstance(action.get("ms"), (int, float)) and not 0 <= action["ms"] <= 60_000:
-        problems.append((f"{where}.ms", "must be from 0 to 60000"))
-    if kind == "scroll" and isinstance(action.get("times"), int) and not 1 <= action["times"] <= 100:
-        problems.append((f"{where}.times", "must be from 1 to 100"))
+    for (of, name), (low, high) in _RANGES.items():
+        value = action.get(name)
+        if kind == of and isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+            problems.append((f"{where}.{name}", f"must be from {low} to {high}"))
     return problems
 
 
