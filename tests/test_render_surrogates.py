@@ -71,6 +71,18 @@ def test_inline_renders_of_a_lone_surrogate_answer_200(server: ServerThread, sit
 
 
 @pytest.mark.browser
+def test_an_inline_action_that_throws_a_lone_surrogate_answers_in_the_error_shape(
+    server: ServerThread, site: TargetSite
+) -> None:
+    url = site.add_html("/surrogate", SURROGATE_PAGE)
+    actions = [{"type": "evaluate", "script": f"(() => {{ throw new Error('bad ' + {HALF}) }})()"}]
+    answered = server.http.post("/compat/scrapio/v1/interact", {"url": url, "actions": actions})
+    assert answered.status != 500, answered.body
+    assert answered.json["error"]["code"] == "action_failed"
+    assert "bad \ufffd" in answered.json["error"]["message"]
+
+
+@pytest.mark.browser
 def test_a_rendered_crawl_through_a_lone_surrogate_keeps_every_page(server: ServerThread, site: TargetSite) -> None:
     site.add_html("/surrogate", SURROGATE_PAGE)
     site.add_html("/next", "<html><body><p>the next page</p></body></html>")

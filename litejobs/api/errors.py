@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
 from litejobs import errors as e
+from litejobs import jsontext
 from litejobs.api.responses import JSONResponse
 
 STATUS_OF: dict[type[e.LitejobsError], int] = {
@@ -45,7 +46,10 @@ def status_of(exc: e.LitejobsError) -> int:
 
 
 def error_body(code: str, message: str, request_id: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or []}, "request_id": request_id}
+    """The API's error shape. A message may quote a page (a script's exception, half an emoji and all):
+    a lone surrogate there becomes U+FFFD, or the answer could not be encoded at all (a bare 500)."""
+    error = {"code": code, "message": message, "details": details or []}
+    return {"error": jsontext.without_surrogates(error), "request_id": request_id}
 
 
 def request_id_of(request: Request) -> str:
