@@ -369,6 +369,9 @@ class Deliverer:
             )
         try:
             await self.store.record_delivery(delivery.id, state, next_at, outcome.status, outcome.error, self.clock())
+        except (StoreUnavailable, StorageFull):  # the store logs the outage once, and its end
+            log.info("could not record webhook delivery %s (the store is away); it will be sent again", delivery.id)
+            return
         except Exception:
             log.exception("could not record webhook delivery %s; it will be sent again", delivery.id)
             return

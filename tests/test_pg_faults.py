@@ -25,6 +25,7 @@ from aiohttp import web
 
 from tests.pg import _SERVER_OPTIONS, START_TIMEOUT_S, PostgresServer, _bindir, pg_rows
 from tests.support import Http, ServerProcess, ServerThread, TargetSite, make_config, wait_until
+from tests.test_shutdown_signals import Answer
 
 pytestmark = pytest.mark.slow
 
@@ -214,6 +215,37 @@ def test_an_outage_is_logged_once_as_it_begins_and_once_as_it_ends_with_no_trace
     assert [line for line in lines if "Traceback" in line or "asyncpg" in line] == []
     assert sum("the database cannot be reached" in line for line in lines) == 1
     assert sum("the database answers again" in line for line in lines) == 1
+
+
+def test_open_streams_and_webhooks_in_flight_ride_an_outage_without_a_traceback(
+    tmp_path: Path, site: TargetSite, own_pg: OwnPostgres, db_url: str
+) -> None:
+    """Event streams open as the database goes away end cleanly (they were cut mid-chunk and logged two
+    tracebacks each); a webhook delivery ending in the outage is sent again later, logged in a line."""
+    receiver = SlowPage(site, 2.0)  # a webhook receiver that takes 2 s to answer
+    server = node(tmp_path, "streams", db_url)
+    try:
+        target = site.add_html("/quick", "<p>quick</p>")
+        hooked = server.http.submit({"url": target}, webhook={"url": receiver.url})["job_id"]
+        waiting = server.http.submit({"url": target}, delay_s=3600)["job_id"]
+        streams = [Answer(server.base_url, "/v1/events"), Answer(server.base_url, f"/v1/jobs/{waiting}/events")]
+        for stream in streams:
+            stream.wait_first_data()
+        assert server.http.wait(hooked)["status"] == "completed"
+        assert wait_until(lambda: receiver.started == 1, 30)  # the delivery is in flight
+        own_pg.stop_fast()
+        try:
+            for stream in streams:
+                stream.join()
+            assert wait_until(lambda: receiver.answered == 1, 30)
+            time.sleep(1)  # the delivery's record meets the outage
+        finally:
+            own_pg.start_again()
+        assert wait_until(lambda: server.http.get("/v1/jobs").status == 200, 60)
+    finally:
+        server.terminate()
+    assert [stream.error for stream in streams] == [None, None]  # each ended with its last chunk
+    assert [line for line in server.output if "Traceback" in line] == []
 
 
 def test_an_outage_leaves_one_traceback_at_debug_level(

@@ -20,8 +20,9 @@ harmless, missing one is not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -31,7 +32,7 @@ from litejobs import jsontext
 from litejobs.api.http import app_of, job_body
 from litejobs.api.v1 import owner
 from litejobs.jobs import Job
-from litejobs.store import Change, Store
+from litejobs.store import Change, Store, StoreUnavailable
 
 #: a comment line this often keeps proxies from closing an idle stream
 KEEPALIVE_S = 15.0
@@ -95,9 +96,22 @@ def _last_event_id(request: Request) -> int | None:
     return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
-def _stream(body: AsyncIterator[str]) -> Response:
+def _stream(body: AsyncGenerator[str, None]) -> Response:
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_ended_by_an_outage(body), media_type="text/event-stream", headers=headers)
+
+
+async def _ended_by_an_outage(body: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+    """A stream whose store goes away (a PostgreSQL outage) ends cleanly, as at a stop: its answer has
+    begun, so no 503 can be sent, and a stream cut mid-chunk logged two tracebacks. Its client
+    reconnects with Last-Event-ID and is answered 503 store_unavailable until the database is back
+    (the store logs the outage once)."""
+    async with contextlib.aclosing(body):  # a client gone: the stream's own `finally` runs now, not at GC
+        try:
+            async for chunk in body:
+                yield chunk
+        except StoreUnavailable:
+            return
 
 
 async def job_events(request: Request) -> Response:
