@@ -1,5 +1,5 @@
 """BrowserPool: renders pages in the system Chromium through pyppeteer; page leases, recycling, crash and hang
-relaunch."""
+relaunch. What a render does on its page is browser_render's."""
 
 from __future__ import annotations
 
@@ -7,26 +7,22 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import urlsplit
 
 from pyppeteer.browser import Browser
-from pyppeteer.errors import PyppeteerError
-from pyppeteer.network_manager import Response
-from pyppeteer.page import Page
 
 from litejobs import pyppeteer_fixes as fixes
-from litejobs.browser_actions import ShownDocument, capture, run_actions
-from litejobs.browser_errors import bad_selector, explain, refused_setting, unsendable_header
-from litejobs.browser_guard import CredentialScope, PolicyLike, RequestGuard
+from litejobs.browser_errors import explain
+from litejobs.browser_guard import PolicyLike
+from litejobs.browser_render import PageDriver
 from litejobs.chromium import ChromiumProcess, chromium_args, find_chromium, spawn_chromium
 from litejobs.config import BrowserConfig, FetchConfig
 from litejobs.egress_proxy import EgressProxy, HostRules, Resolver, system_resolve
 from litejobs.errors import BlockedAddress, BrowserError, BrowserUnavailable
 from litejobs.netpolicy import OwnPorts
-from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult, resource_text, shown_in_a_viewer
+from litejobs.render_request import BLOCKABLE, WAIT_UNTIL, RenderRequest, RenderResult
 
 __all__ = [
     "BLOCKABLE",
@@ -100,13 +96,11 @@ class BrowserPool:
         Chromium's DevTools port is put in `own_ports` while it runs, so that no job reaches it."""
         fixes.apply_connection_patches()
         self._config = config
-        self._max_body_bytes = max_body_bytes
-        self._policy = policy
         self._own_ports = own_ports or OwnPorts()
-        self._user_agent = user_agent
         self._rules = host_resolver_rules
         #: every connection of the pool's Chromium goes through it; started with the first launch
         self._proxy = EgressProxy(policy, resolver=resolver, rules=HostRules(host_resolver_rules))
+        self._driver = PageDriver(policy, self._proxy, user_agent=user_agent, max_body_bytes=max_body_bytes)
         self._executable = find_chromium(config.executable)
         self._slots = asyncio.Semaphore(config.max_pages)
         self._lease_lock = asyncio.Lock()
@@ -172,10 +166,10 @@ class BrowserPool:
                 await self._slots.acquire()
                 holding = True
             started = time.monotonic()  # the render's time runs from its page: queueing for one is not rendering
-            give_up_at = request.give_up_on_load_at(asyncio.get_running_loop().time())
+            started_at = asyncio.get_running_loop().time()
             try:
                 async with asyncio.timeout(request.timeout_s):
-                    result = await self._render_leased(request, give_up_at)
+                    result = await self._render_leased(request, started_at)
             except TimeoutError:
                 raise RenderTimeout(f"render exceeded timeout_s={request.timeout_s:g}") from None
         finally:
@@ -185,10 +179,10 @@ class BrowserPool:
         self._stats["pages_rendered"] += 1
         return result
 
-    async def _render_leased(self, request: RenderRequest, give_up_at: float) -> RenderResult:
+    async def _render_leased(self, request: RenderRequest, started_at: float) -> RenderResult:
         running = await self._lease()
         try:
-            return await fixes.guarded(self._render_on(running, request, give_up_at), [running.lost])
+            return await fixes.guarded(self._render_on(running, request, started_at), [running.lost])
         except asyncio.CancelledError:
             self._in_background(self._check_alive(running))
             raise
@@ -200,14 +194,14 @@ class BrowserPool:
         finally:
             self._release(running)
 
-    async def _render_on(self, running: _Running, request: RenderRequest, give_up_at: float) -> RenderResult:
+    async def _render_on(self, running: _Running, request: RenderRequest, started_at: float) -> RenderResult:
         context = await running.browser.createIncognitoBrowserContext()
         try:
             await fixes.deny_downloads(context)
             page, crashed = await fixes.open_page(context)
             self._count_page(+1)
             try:
-                return await fixes.guarded(self._drive(page, request, give_up_at), [crashed])
+                return await fixes.guarded(self._driver.drive(page, request, started_at), [crashed])
             finally:
                 await fixes.close_quietly(page.close(), _CLOSE_TIMEOUT_S)
                 self._count_page(-1)
@@ -217,83 +211,6 @@ class BrowserPool:
     def _count_page(self, delta: int) -> None:
         self._stats["pages_open"] += delta
         self._stats["pages_open_peak"] = max(self._stats["pages_open_peak"], self._stats["pages_open"])
-
-    async def _drive(self, page: Page, request: RenderRequest, give_up_at: float) -> RenderResult:
-        """`give_up_at` (event-loop time): when to stop waiting for `wait_until` and go on with the parsed page."""
-        refused = unsendable_header(request.headers)
-        if refused is not None:
-            raise refused
-        since = self._proxy.refusals  # refusals of this render's documents come after it
-
-        def refusal(host: str, port: int) -> BlockedAddress | None:
-            return self._proxy.refusal(host, port, after=since)
-
-        guard = RequestGuard(self._policy, request.block, page.mainFrame._id, refusal)
-        scope = CredentialScope(request.url, request.headers)
-        await fixes.intercept_requests(page, guard.decide, scope.headers_for)
-        await self._prepare(page, request, scope.others)
-        shown = ShownDocument(page)  # an action may navigate: the result is the document shown at the end
-        try:
-            navigation = await fixes.goto(page, request.url, request.wait_until, give_up_at=give_up_at)
-        except PyppeteerError:
-            guard.raise_if_document_blocked()
-            raise
-        guard.raise_if_document_blocked()
-        if request.wait_for:
-            try:
-                await fixes.wait_for_selector(page, request.wait_for, 0)
-            except PyppeteerError as exc:
-                error = bad_selector(exc, request.wait_for)
-                if error is None:
-                    raise
-                raise error from exc
-        if request.wait_ms:
-            await asyncio.sleep(request.wait_ms / 1000)
-        outcomes, shots = await run_actions(page, request.actions, guard, self._max_body_bytes)
-        result = await capture(page, request, navigation.response, shown, outcomes, shots, self._max_body_bytes)
-        body = await self._own_body(page, shown.answer(navigation.response))
-        if body is not None:  # a JSON, text or PDF page: its body is the page, not Chromium's viewer of it
-            result.html = body
-        navigation.raise_if_cut_off()  # a break reported after the load event: goto could not see it
-        result.wait_until_reached = navigation.complete
-        return result
-
-    async def _own_body(self, page: Page, response: Response | None) -> str | None:
-        """The body of a document Chromium shows in a viewer (shown_in_a_viewer), as Chromium keeps it;
-        None for a page, or once the page has left that document."""
-        content_type = response.headers.get("content-type", "") if response is not None else ""
-        # after an action led elsewhere, that document's DOM is what there is
-        if response is None or not shown_in_a_viewer(content_type) or urldefrag(page.url)[0] != response.url:
-            return None
-        try:
-            where = {"frameId": page.mainFrame._id, "url": response.url}
-            resource = await page._client.send("Page.getResourceContent", where)
-        except PyppeteerError:
-            return None  # the document went meanwhile
-        return resource_text(resource, content_type, page.url, self._max_body_bytes)
-
-    async def _prepare(self, page: Page, request: RenderRequest, headers: dict[str, str]) -> None:
-        """Apply the job's settings; `headers` go with every request (the credentials are added per request)."""
-        user_agent = request.page_agent(self._user_agent)  # a User-Agent in `headers` wins, as in a fetch
-        viewport = {"width": request.viewport[0], "height": request.viewport[1]} if request.viewport else None
-        cookies = [{"url": request.url, **c} if "domain" not in c else c for c in request.cookies]
-        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-        if user_agent:
-            steps.append(("user_agent", lambda: page.setUserAgent(user_agent)))
-        if headers:
-            steps.append(("headers", lambda: page.setExtraHTTPHeaders(headers)))
-        if viewport:
-            steps.append(("viewport", lambda: page.setViewport(viewport)))
-        if cookies:
-            steps.append(("cookies", lambda: page.setCookie(*cookies)))
-        for what, step in steps:
-            try:
-                await step()
-            except PyppeteerError as exc:
-                error = refused_setting(exc, what)
-                if error is None:
-                    raise
-                raise error from exc
 
     # -- the browser's life: lazy launch, leases, recycling, crash, hang ----------------------------------
 

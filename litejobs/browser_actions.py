@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Awaitable
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyppeteer import helper
@@ -22,21 +24,38 @@ from litejobs.render_request import RenderRequest, RenderResult
 #: navigation a click, a key or a script starts (Puppeteer's and Playwright's default). Unbounded, such a
 #: wait ran out the job's time instead: `timeout`, retried, on a page that would not change.
 ACTION_WAIT_MS = 30_000
+#: kept back from the render's time by a wait without a limit of its own, for the captures that follow it
+#: (HTML, screenshot, PDF); at most half the time left, so that a short render still waits a little
+CAPTURE_MARGIN_S = 1.0
+
+#: an interact step: (page, action, the screenshots so far) -> the outcome's extra fields
+Step = Callable[[Page, dict[str, Any], list[bytes]], Awaitable[dict[str, Any] | None]]
+
+
+def render_wait_ms(ends_at: float) -> float:
+    """The most a wait without a limit of its own may take in a render that ends at `ends_at` (event-loop
+    time): the time left less CAPTURE_MARGIN_S. Unbounded, a `wait_for` whose element never appears ran
+    out the job (`timeout`, retried) where it fails every attempt alike."""
+    left_s = ends_at - asyncio.get_running_loop().time()
+    # never 0 ms: that is "no limit" to the waits
+    return max(1.0, (left_s - min(CAPTURE_MARGIN_S, left_s / 2)) * 1000)
 
 
 async def run_actions(
-    page: Page, actions: list[dict[str, Any]], guard: RequestGuard, max_result_bytes: int
+    page: Page, actions: list[dict[str, Any]], guard: RequestGuard, max_result_bytes: int, ends_at: float
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """Run the interact steps in order; the first failure raises ActionFailed naming its index and type.
 
     A result over max_result_bytes (the fetch's max_body_bytes, as UTF-8 JSON) fails with BodyTooLarge, as
-    a page that large does: it would be stored whole otherwise.
+    a page that large does: it would be stored whole otherwise. `ends_at` (event-loop time) is the render's
+    end, which bounds a `wait_for` without its own `timeout_ms` (render_wait_ms).
     """
     outcomes: list[dict[str, Any]] = []
     shots: list[bytes] = []
+    steps: dict[str, Step] = {**_STEPS, "wait_for": functools.partial(_wait_for, ends_at=ends_at)}
     for index, action in enumerate(actions):
         kind = action.get("type")
-        step = _STEPS.get(kind) if isinstance(kind, str) else None
+        step = steps.get(kind) if isinstance(kind, str) else None
         if step is None:
             raise ActionFailed(f"action {index} ({kind}): unknown action type (known: {', '.join(_STEPS)})")
         try:
@@ -160,9 +179,11 @@ async def _wait(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
     await asyncio.sleep(_arg(action, "ms", (int, float)) / 1000)
 
 
-async def _wait_for(page: Page, action: dict[str, Any], shots: list[bytes]) -> None:
+async def _wait_for(page: Page, action: dict[str, Any], shots: list[bytes], *, ends_at: float = math.inf) -> None:
+    """Wait `timeout_ms` for the selector (0: the render's time); by default ACTION_WAIT_MS, at most render_wait_ms."""
     selector = _arg(action, "selector", str)
-    timeout_ms = _arg(action, "timeout_ms", (int, float), ACTION_WAIT_MS)  # 0: the render's time
+    default_ms = round(min(ACTION_WAIT_MS, render_wait_ms(ends_at)))
+    timeout_ms = _arg(action, "timeout_ms", (int, float), default_ms)  # 0: the render's time
     try:
         await fixes.wait_for_selector(page, selector, timeout_ms)
     except TimeoutError:
@@ -191,7 +212,7 @@ async def _screenshot(page: Page, action: dict[str, Any], shots: list[bytes]) ->
     return {"screenshot": len(shots) - 1}
 
 
-_STEPS = {
+_STEPS: dict[str, Step] = {
     "click": _click,
     "type": _type,
     "press": _press,

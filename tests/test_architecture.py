@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "litejobs.browser_actions": 1,
     "litejobs.browser_errors": 1,
     "litejobs.browser_guard": 1,
+    "litejobs.browser_render": 1,
     "litejobs.chromium": 1,
     "litejobs.egress_proxy": 1,
     "litejobs.pyppeteer_fixes": 1,
