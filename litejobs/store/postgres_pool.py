@@ -95,6 +95,8 @@ def unreachable(exc: BaseException) -> bool:
         ),
     ):
         return True
+    if isinstance(exc, errors.InternalClientError):  # a connection left mid-operation by an outage
+        return True
     # asyncpg's own "connection is closed" / "pool is closing" (other InterfaceErrors are misuse)
     return isinstance(exc, errors.InterfaceError) and ("closed" in str(exc) or "closing" in str(exc))
 
@@ -117,6 +119,12 @@ class BoundedPool:
             conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
             try:
                 yield conn
+            except Exception as exc:
+                if asyncpg is not None and isinstance(exc, asyncpg.exceptions.InternalClientError):
+                    # seen once after an outage: "cannot switch to state 12; another operation is in
+                    # progress"; such a connection must not serve another statement
+                    conn.terminate()
+                raise
             finally:
                 await self._pool.release(conn, timeout=RELEASE_TIMEOUT_S)
         except Exception as exc:
