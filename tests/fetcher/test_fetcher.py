@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,31 +15,10 @@ from tests.fetcher_support import (
     CONFIG,
     HTML,
     LOOPBACK_ALLOWED,
-    Run,
     Site,
-    bounded_run,
     echoed,
     fetch,
-    new_loop,
-    site_on,
 )
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    yield from new_loop()
-
-
-@pytest.fixture
-def run(loop: asyncio.AbstractEventLoop) -> Run:
-    """Run one coroutine to its end on the test's loop, never longer than 10 s."""
-    return bounded_run(loop)
-
-
-@pytest.fixture
-def site(loop: asyncio.AbstractEventLoop) -> Iterator[Site]:
-    yield from site_on(loop, "127.0.0.1")
-
 
 # --- pages and text -------------------------------------------------------------------------------
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import time
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,24 +12,7 @@ import pytest
 from litejobs.config import FetchConfig
 from litejobs.errors import BodyTooLarge
 from litejobs.fetcher import Page
-from tests.fetcher_support import HTML, Run, Site, bounded_run, fetch, new_loop, serve_raw, site_on
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    yield from new_loop()
-
-
-@pytest.fixture
-def run(loop: asyncio.AbstractEventLoop) -> Run:
-    """Run one coroutine to its end on the test's loop, never longer than 10 s."""
-    return bounded_run(loop)
-
-
-@pytest.fixture
-def site(loop: asyncio.AbstractEventLoop) -> Iterator[Site]:
-    yield from site_on(loop, "127.0.0.1")
-
+from tests.fetcher_support import HTML, Site, fetch, serve_raw
 
 # --- size caps and content encodings --------------------------------------------------------------
 

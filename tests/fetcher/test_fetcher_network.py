@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -15,30 +13,7 @@ from litejobs.config import FetchConfig
 from litejobs.errors import BlockedAddress, FetchTimeout, NetworkError
 from litejobs.fetcher import Page
 from litejobs.netpolicy import NetworkPolicy
-from tests.fetcher_support import FakeDns, Run, Site, bounded_run, echoed, fetch, new_loop, serve_raw, site_on
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    yield from new_loop()
-
-
-@pytest.fixture
-def run(loop: asyncio.AbstractEventLoop) -> Run:
-    """Run one coroutine to its end on the test's loop, never longer than 10 s."""
-    return bounded_run(loop)
-
-
-@pytest.fixture
-def site(loop: asyncio.AbstractEventLoop) -> Iterator[Site]:
-    yield from site_on(loop, "127.0.0.1")
-
-
-@pytest.fixture
-def other_site(loop: asyncio.AbstractEventLoop) -> Iterator[Site]:
-    """A second target on 127.0.0.2: another origin, or the forbidden one when the policy blocks it."""
-    yield from site_on(loop, "127.0.0.2")
-
+from tests.fetcher_support import FakeDns, Site, echoed, fetch, serve_raw
 
 # --- time limits and broken connections -----------------------------------------------------------
 
